@@ -1,0 +1,162 @@
+"""Raw camera images (ROS encodings) -> network input (1, 3, H, W) float32 RGB in [0, 1].
+
+Two entry points:
+
+- :func:`to_rgb_float` converts one image at its own size (allocates; for tools and tests).
+- :class:`ImagePreprocessor` resizes (``cv2.INTER_AREA``) and converts into a preallocated
+  (1, 3, H, W) float32 buffer: no per-frame allocations once it has seen an image size.
+
+Resizing happens on the raw integer image (before the channel shuffle), so rgb8 / bgr8 / rgba8 /
+bgra8 versions of one picture give bit-identical network inputs, and a grey picture gives the
+same input as mono8 / mono16 up to the integer quantisation of the format.
+
+numpy + OpenCV only (no torch).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+# encoding -> (dtype, channels, source channel for R, G, B)
+_ENCODINGS: dict[str, tuple[type, int, tuple[int, int, int]]] = {
+    "rgb8": (np.uint8, 3, (0, 1, 2)),
+    "bgr8": (np.uint8, 3, (2, 1, 0)),
+    "rgba8": (np.uint8, 4, (0, 1, 2)),
+    "bgra8": (np.uint8, 4, (2, 1, 0)),
+    "mono8": (np.uint8, 1, (0, 0, 0)),
+    "8uc1": (np.uint8, 1, (0, 0, 0)),
+    "mono16": (np.uint16, 1, (0, 0, 0)),
+    "16uc1": (np.uint16, 1, (0, 0, 0)),
+}
+
+SUPPORTED_ENCODINGS: tuple[str, ...] = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8", "8UC1", "mono16", "16UC1")
+
+
+@dataclass(frozen=True)
+class _EncodingSpec:
+    dtype: type
+    channels: int
+    rgb_source: tuple[int, int, int]
+
+
+def encoding_spec(encoding: str) -> _EncodingSpec:
+    """Look up an encoding (case-insensitive for the ``16UC1``/``8UC1`` forms); ValueError if unsupported."""
+    if not isinstance(encoding, str):
+        raise ValueError(f"image encoding must be a string, got {type(encoding).__name__}")
+    key = encoding.strip().lower()
+    if key not in _ENCODINGS:
+        raise ValueError(f"unsupported image encoding {encoding!r}; supported: {', '.join(SUPPORTED_ENCODINGS)}")
+    dtype, channels, source = _ENCODINGS[key]
+    return _EncodingSpec(dtype, channels, source)
+
+
+def _validate_value_range(value_range: tuple[float, float] | None) -> None:
+    if value_range is None:
+        return
+    if len(value_range) != 2:
+        raise ValueError(f"value_range must be (low, high), got {value_range!r}")
+    low, high = float(value_range[0]), float(value_range[1])
+    if not (np.isfinite(low) and np.isfinite(high) and high > low):
+        raise ValueError(f"value_range must be finite with high > low, got {value_range!r}")
+
+
+def check_image(image: np.ndarray, encoding: str) -> tuple[np.ndarray, _EncodingSpec]:
+    """Validate ``image`` against ``encoding``; return it as (H, W, C) plus the encoding spec.
+
+    Mono images may be (H, W) or (H, W, 1). Raises ValueError naming what was expected.
+    """
+    spec = encoding_spec(encoding)
+    if not isinstance(image, np.ndarray):
+        raise ValueError(f"image must be a numpy array, got {type(image).__name__}")
+    if image.dtype != spec.dtype:
+        raise ValueError(f"encoding {encoding!r} needs dtype {np.dtype(spec.dtype).name}, got {image.dtype}")
+    if image.ndim == 2 and spec.channels == 1:
+        image = image[:, :, None]
+    if image.ndim != 3 or image.shape[2] != spec.channels:
+        expected = "(H, W) or (H, W, 1)" if spec.channels == 1 else f"(H, W, {spec.channels})"
+        raise ValueError(f"encoding {encoding!r} needs an image of shape {expected}, got {image.shape}")
+    if image.shape[0] < 1 or image.shape[1] < 1:
+        raise ValueError(f"image is empty: shape {image.shape}")
+    return image, spec
+
+
+def _scale_and_offset(spec: _EncodingSpec, value_range: tuple[float, float] | None) -> tuple[float, float]:
+    """(gain, offset) so that float = raw * gain + offset maps the range to [0, 1]."""
+    if value_range is None or spec.channels != 1:
+        return 1.0 / float(np.iinfo(spec.dtype).max), 0.0
+    low, high = float(value_range[0]), float(value_range[1])
+    return 1.0 / (high - low), -low / (high - low)
+
+
+def to_rgb_float(image: np.ndarray, encoding: str, value_range: tuple[float, float] | None = None) -> np.ndarray:
+    """Convert an image to RGB float32 (H, W, 3) in [0, 1] at its own size.
+
+    Args:
+        image: (H, W, C) or (H, W) array whose dtype and channels match ``encoding``.
+        encoding: one of :data:`SUPPORTED_ENCODINGS`.
+        value_range: for mono16/16UC1 only, the raw (low, high) mapped to [0, 1] (clipped);
+            default: the full dtype range (0..65535).
+    """
+    _validate_value_range(value_range)
+    image, spec = check_image(image, encoding)
+    gain, offset = _scale_and_offset(spec, value_range)
+    rgb = image[:, :, list(spec.rgb_source)].astype(np.float32) * np.float32(gain) + np.float32(offset)
+    return np.clip(rgb, 0.0, 1.0, out=rgb)
+
+
+class ImagePreprocessor:
+    """Resize + convert camera images into one preallocated network input buffer.
+
+    >>> pre = ImagePreprocessor(height=4, width=8)
+    >>> pre(np.zeros((8, 16, 3), np.uint8), "rgb8").shape
+    (1, 3, 4, 8)
+
+    The returned array is the internal buffer (or ``out`` when given): it is overwritten by the
+    next call, so copy it if you keep it.
+    """
+
+    def __init__(self, height: int, width: int, value_range: tuple[float, float] | None = None) -> None:
+        if int(height) != height or int(width) != width or height < 1 or width < 1:
+            raise ValueError(f"network input size must be positive integers, got {width}x{height}")
+        _validate_value_range(value_range)
+        self.height, self.width = int(height), int(width)
+        self.value_range = value_range
+        self.buffer = np.zeros((1, 3, self.height, self.width), np.float32)
+        self._resized: dict[tuple[str, int], np.ndarray] = {}  # (dtype, channels) -> raw resized image
+
+    def _resize(self, image: np.ndarray, spec: _EncodingSpec) -> np.ndarray:
+        """Area-resize the raw (H, W, C) image into a cached buffer; returns (h, w, C)."""
+        if image.shape[:2] == (self.height, self.width):
+            return image
+        key = (np.dtype(spec.dtype).name, spec.channels)
+        dst = self._resized.get(key)
+        if dst is None:
+            shape = (self.height, self.width) if spec.channels == 1 else (self.height, self.width, spec.channels)
+            dst = self._resized[key] = np.empty(shape, spec.dtype)
+        src = image[:, :, 0] if spec.channels == 1 else image
+        if not src.flags.c_contiguous:
+            src = np.ascontiguousarray(src)  # padded / strided ROS buffers
+        cv2.resize(src, (self.width, self.height), dst=dst, interpolation=cv2.INTER_AREA)
+        return dst if dst.ndim == 3 else dst[:, :, None]
+
+    def __call__(self, image: np.ndarray, encoding: str, out: np.ndarray | None = None) -> np.ndarray:
+        """Convert ``image`` (see :func:`to_rgb_float`) into (1, 3, H, W) float32 RGB in [0, 1]."""
+        image, spec = check_image(image, encoding)
+        if out is None:
+            out = self.buffer
+        elif out.shape != (1, 3, self.height, self.width) or out.dtype != np.float32:
+            raise ValueError(f"out must be float32 (1, 3, {self.height}, {self.width}), got {out.dtype} {out.shape}")
+        resized = self._resize(image, spec)
+        gain, offset = _scale_and_offset(spec, self.value_range)
+        for channel, source in enumerate(spec.rgb_source):
+            plane = out[0, channel]
+            if spec.channels == 1 and channel > 0:
+                plane[...] = out[0, 0]
+                continue
+            np.multiply(resized[:, :, source], np.float32(gain), out=plane, casting="unsafe")
+            if offset != 0.0 or self.value_range is not None:
+                plane += np.float32(offset)
+                np.clip(plane, 0.0, 1.0, out=plane)
+        return out

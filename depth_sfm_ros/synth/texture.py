@@ -1,0 +1,72 @@
+"""Seeded procedural textures, functions of surface coordinates in metres (numpy only).
+
+Because the colour of a surface point depends only on its surface coordinates, the same point
+has the same colour in every frame (what view-synthesis losses need). Octaves finer than about
+one pixel at the viewing distance are faded out (cheap anti-aliasing), so distant surfaces do
+not shimmer.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+_MASK32 = 0xFFFFFFFF
+
+
+def hash2d(ix: np.ndarray, iy: np.ndarray, seed: np.ndarray | int) -> np.ndarray:
+    """Integer lattice hash -> float32 in [0, 1). ix, iy int64 arrays (any shape), seed int or array."""
+    x = (np.asarray(ix, dtype=np.int64) & _MASK32).astype(np.uint32)
+    y = (np.asarray(iy, dtype=np.int64) & _MASK32).astype(np.uint32)
+    s = (np.asarray(seed, dtype=np.int64) & _MASK32).astype(np.uint32)
+    h = x * np.uint32(0x8DA6B343) ^ y * np.uint32(0xD8163841) ^ s * np.uint32(0xCB1AB31F)
+    h ^= h >> np.uint32(15)
+    h *= np.uint32(0x2C1B3C6D)
+    h ^= h >> np.uint32(12)
+    h *= np.uint32(0x297A2D39)
+    h ^= h >> np.uint32(15)
+    return (h >> np.uint32(8)).astype(np.float32) * np.float32(1.0 / (1 << 24))
+
+
+def value_noise(a_m: np.ndarray, b_m: np.ndarray, cell_m: float, seed: np.ndarray | int) -> np.ndarray:
+    """Smooth value noise in [0, 1] on a square lattice of ``cell_m`` metres; a_m, b_m float arrays."""
+    a = np.asarray(a_m, dtype=np.float64) / cell_m
+    b = np.asarray(b_m, dtype=np.float64) / cell_m
+    ia, ib = np.floor(a), np.floor(b)
+    fa, fb = (a - ia).astype(np.float32), (b - ib).astype(np.float32)
+    ia, ib = ia.astype(np.int64), ib.astype(np.int64)
+    wa = fa * fa * (3.0 - 2.0 * fa)
+    wb = fb * fb * (3.0 - 2.0 * fb)
+    n00 = hash2d(ia, ib, seed)
+    n10 = hash2d(ia + 1, ib, seed)
+    n01 = hash2d(ia, ib + 1, seed)
+    n11 = hash2d(ia + 1, ib + 1, seed)
+    top = n00 + (n10 - n00) * wa
+    bottom = n01 + (n11 - n01) * wa
+    return top + (bottom - top) * wb
+
+
+# (cell size in metres, amplitude): low-frequency shading down to centimetre grain
+OCTAVES: tuple[tuple[float, float], ...] = ((3.0, 0.30), (0.8, 0.25), (0.22, 0.25), (0.06, 0.20))
+
+
+def fbm(a_m: np.ndarray, b_m: np.ndarray, seed: np.ndarray | int, footprint_m: np.ndarray) -> np.ndarray:
+    """Sum of value-noise octaves in [0, 1], octaves with cell < ~2 pixel footprints faded to their mean.
+
+    a_m, b_m: surface coordinates (N,) metres; seed: (N,) or int; footprint_m: (N,) metres per pixel.
+    """
+    out = np.zeros(np.shape(a_m), dtype=np.float32)
+    total = 0.0
+    for k, (cell, amp) in enumerate(OCTAVES):
+        weight = np.clip(cell / (2.0 * footprint_m) - 1.0, 0.0, 1.0).astype(np.float32)
+        noise = value_noise(a_m, b_m, cell, np.asarray(seed, dtype=np.int64) * 7 + k)
+        out += amp * (0.5 + weight * (noise - 0.5))
+        total += amp
+    return out / np.float32(total)
+
+
+def stripes(coord_m: np.ndarray, period_m: float, duty: float, footprint_m: np.ndarray) -> np.ndarray:
+    """Anti-aliased 0/1 stripes (float32): 1 on the first ``duty`` fraction of each period.
+    Fades to the mean ``duty`` where a period is smaller than ~3 pixel footprints."""
+    phase = np.mod(np.asarray(coord_m, dtype=np.float64) / period_m, 1.0)
+    value = (phase < duty).astype(np.float32)
+    weight = np.clip(period_m / (3.0 * footprint_m) - 1.0, 0.0, 1.0).astype(np.float32)
+    return duty + weight * (value - duty)
