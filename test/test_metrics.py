@@ -27,9 +27,9 @@ def test_depth_metrics_hand_computed():
     assert m["sq_rel"] == pytest.approx((1 / 2 + 0 + 6.25 / 10) / 3)
     assert m["rmse"] == pytest.approx(math.sqrt((1 + 0 + 6.25) / 3))
     assert m["rmse_log"] == pytest.approx(math.sqrt((math.log(2) ** 2 + 0 + math.log(1.25) ** 2) / 3))
-    # ratios 2, 1, 1.25: 1.25 is not < 1.25
+    # ratios 2, 1, 1.25: 1.25 is not < 1.25 but < 1.5625; 2 is not < 1.953125
     assert m["a1"] == pytest.approx(1 / 3)
-    assert m["a2"] == pytest.approx(1 / 3)
+    assert m["a2"] == pytest.approx(2 / 3)
     assert m["a3"] == pytest.approx(2 / 3)
 
 
@@ -190,8 +190,9 @@ def test_evo_cross_check_matches():
     est = gt.copy()
     est[:, :3, 3] += np.random.default_rng(5).normal(0, 0.05, (15, 3))
     ours = M.ate(est, gt, align="sim3")["rmse_m"]
-    theirs = M.evo_cross_check(est, gt)["ape_rmse_m"]
-    assert ours == pytest.approx(theirs, rel=1e-6)
+    theirs = M.evo_cross_check(est, gt)
+    assert ours == pytest.approx(theirs["ape_rmse_m"], rel=1e-6)
+    assert M.rpe(est, gt, align="sim3")["trans_rmse_m"] == pytest.approx(theirs["rpe_trans_rmse_m"], rel=1e-6)
 
 
 def test_mask_metrics():

@@ -214,17 +214,19 @@ def validate(config: dict[str, Any]) -> dict[str, Any]:
     _require(t["epochs"] >= 1, "train.epochs", f"must be >= 1, got {t['epochs']}")
     _require(t["max_steps"] >= 0, "train.max_steps", f"must be >= 0 (0 = epochs decide), got {t['max_steps']}")
     _require(t["num_workers"] >= 0, "train.num_workers", f"must be >= 0, got {t['num_workers']}")
-    _require(config["losses"]["auto_weight"]["mode"] in ("less_dynamic_more_weight", "more_dynamic_more_weight"),
-             "losses.auto_weight.mode", f"must be less_dynamic_more_weight or more_dynamic_more_weight, "
-             f"got {config['losses']['auto_weight']['mode']!r}")
-    _require(config["losses"]["normals"]["prior"] in ("snapshot", "checkpoint"), "losses.normals.prior",
-             f"must be snapshot or checkpoint, got {config['losses']['normals']['prior']!r}")
-    _require(config["losses"]["boundary"]["order"] in (1, 2), "losses.boundary.order",
-             f"must be 1 or 2, got {config['losses']['boundary']['order']}")
-    if config["losses"]["flow3d"]["enabled"]:
-        _require(config["model"]["use_motion_net"], "losses.flow3d.enabled", "needs model.use_motion_net: true")
-    if config["losses"]["instance"]["enabled"]:
-        _require(config["model"]["use_obj_pose"], "losses.instance.enabled", "needs model.use_obj_pose: true")
+    losses = config["losses"]
+    if losses["flow3d"] or losses["explainability"]:
+        _require(config["model"]["use_motion_net"], "losses.flow3d" if losses["flow3d"] else "losses.explainability",
+                 "needs model.use_motion_net: true (the motion net provides it)")
+    if losses["instance"]:
+        _require(config["model"]["use_obj_pose"], "losses.instance", "needs model.use_obj_pose: true")
+    _require(config["depth_prior"]["source"] in ("snapshot", "checkpoint"), "depth_prior.source",
+             f"must be snapshot or checkpoint, got {config['depth_prior']['source']!r}")
+    if config["depth_prior"]["source"] == "checkpoint" and (losses["normal"] or losses["ranking"]):
+        _require(bool(config["depth_prior"]["checkpoint"]), "depth_prior.checkpoint",
+                 "must name a checkpoint when depth_prior.source is checkpoint")
+    _require(config["depth_prior"]["refresh_steps"] >= 1, "depth_prior.refresh_steps",
+             f"must be >= 1, got {config['depth_prior']['refresh_steps']}")
     for key in ("log_every", "image_log_every", "checkpoint_every", "val_every"):
         _require(config["log"][key] >= 0, f"log.{key}", f"must be >= 0 (0 = off), got {config['log'][key]}")
     _require(isinstance(config["device"], str) and (config["device"] in ("auto", "cpu", "cuda")

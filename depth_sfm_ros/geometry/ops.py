@@ -153,16 +153,22 @@ class InverseWarpResult(NamedTuple):
 
 def inverse_warp(image_src: torch.Tensor, depth_tgt_m: torch.Tensor, T_src_tgt: torch.Tensor,
                  K_tgt: torch.Tensor, K_src: torch.Tensor | None = None,
-                 padding_mode: str = "zeros") -> InverseWarpResult:
+                 padding_mode: str = "zeros", flow3d_src: torch.Tensor | None = None) -> InverseWarpResult:
     """Synthesize the target view from a source image (SfMLearner / monodepth2 view synthesis).
 
     Each target pixel is back-projected with its depth, moved into the source camera by
-    ``T_src_tgt`` and bilinearly sampled there. Shapes: image_src (B, C, Hs, Ws), depth_tgt_m
-    (B, 1, H, W), T_src_tgt (B, 4, 4), K_tgt (B, 3, 3) at H x W, K_src at Hs x Ws (defaults to K_tgt).
+    ``T_src_tgt`` (plus an optional residual 3D flow, seed 000's flow net: ``p_src = T p + F``) and
+    bilinearly sampled there. Shapes: image_src (B, C, Hs, Ws), depth_tgt_m (B, 1, H, W),
+    T_src_tgt (B, 4, 4), K_tgt (B, 3, 3) at H x W, K_src at Hs x Ws (defaults to K_tgt),
+    flow3d_src (B, 3, H, W) in the source camera frame, same units as depth.
     """
     _check(image_src, "image_src", 4)
     K_src = K_tgt if K_src is None else K_src
     points_src = transform_points(T_src_tgt, backproject(depth_tgt_m, K_tgt))
+    if flow3d_src is not None:
+        if flow3d_src.shape != points_src.shape:
+            raise ValueError(f"flow3d_src must be {tuple(points_src.shape)}, got {tuple(flow3d_src.shape)}")
+        points_src = points_src + flow3d_src
     uv, z = project(points_src, K_src)
     hs, ws = image_src.shape[-2:]
     grid = pixels_to_grid(uv, hs, ws)

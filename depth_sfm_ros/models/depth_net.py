@@ -29,18 +29,19 @@ DECODER_CHANNELS: dict[str, tuple[int, ...]] = {
 class DepthDecoder(nn.Module):
     """U-Net decoder: per level i = 4..0, ConvBlock, x2 nearest upsample, concat skip f_i, ConvBlock.
 
-    Heads: Conv3x3 + sigmoid on levels s < num_scales give disparity at 1/2^s of the input.
-    ``out_channels`` > 1 gives several maps per scale (used by MotionNet's heads).
+    Heads: Conv3x3 (+ sigmoid when ``sigmoid``) on levels s < num_scales give maps at 1/2^s of the
+    input. ``out_channels`` > 1 gives several maps per scale (MotionNet uses 4, without sigmoid).
     """
 
     def __init__(self, num_ch_enc: Sequence[int], num_ch_dec: Sequence[int] = DECODER_CHANNELS["resnet"],
-                 num_scales: int = 4, out_channels: int = 1) -> None:
+                 num_scales: int = 4, out_channels: int = 1, sigmoid: bool = True) -> None:
         super().__init__()
         if len(num_ch_enc) != 5 or len(num_ch_dec) != 5:
             raise ValueError(f"decoder needs 5 encoder and 5 decoder widths, got {num_ch_enc}, {num_ch_dec}")
         if not 1 <= num_scales <= 4:
             raise ValueError(f"num_scales must be in 1..4, got {num_scales}")
         self.num_scales = int(num_scales)
+        self.sigmoid = bool(sigmoid)
         self.upconv0 = nn.ModuleList()
         self.upconv1 = nn.ModuleList()
         for i in range(5):
@@ -51,7 +52,7 @@ class DepthDecoder(nn.Module):
         self.heads = nn.ModuleList([Conv3x3(num_ch_dec[s], out_channels) for s in range(self.num_scales)])
 
     def forward(self, features: list[torch.Tensor], all_scales: bool = True) -> tuple[torch.Tensor, ...]:
-        """features: five maps at 1/2 ... 1/32 -> tuple of logits-free sigmoid maps, finest first."""
+        """features: five maps at 1/2 ... 1/32 -> tuple of (B, out_channels, H/2^s, W/2^s), finest first."""
         x = features[-1]
         outputs: dict[int, torch.Tensor] = {}
         for i in range(4, -1, -1):
@@ -60,7 +61,8 @@ class DepthDecoder(nn.Module):
                 x = torch.cat([x, features[i - 1]], dim=1)
             x = self.upconv1[i](x)
             if i < self.num_scales and (all_scales or i == 0):
-                outputs[i] = torch.sigmoid(self.heads[i](x))
+                out = self.heads[i](x)
+                outputs[i] = torch.sigmoid(out) if self.sigmoid else out
         return tuple(outputs[s] for s in sorted(outputs))
 
 
@@ -91,7 +93,7 @@ class DepthNet(nn.Module):
 
     def forward(self, image: torch.Tensor, all_scales: bool | None = None) -> tuple[torch.Tensor, ...]:
         check_image(image, "image")
-        check_divisible(image, "DepthNet input")
+        check_divisible(image, "DepthNet input", min_size=64)
         if all_scales is None:
             all_scales = self.training and not self.export_mode
         return self.decoder(self.encoder(self.normalize(image)), all_scales=all_scales)

@@ -1,6 +1,6 @@
 """Small building blocks shared by the networks, and the disparity -> depth conversion.
 
-Everything here exports to ONNX opset 17 with standard ops (Conv, Pad(reflect), Elu, Relu,
+Everything here exports to ONNX opset 17 with standard ops (Conv, Slice + Concat padding, Elu, Relu,
 Sigmoid, Resize(nearest), BatchNormalization folded into Conv, GlobalAveragePool).
 """
 from __future__ import annotations
@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 __all__ = [
     "IMAGENET_MEAN", "IMAGENET_STD", "ImageNormalize", "disp_to_depth", "Conv3x3", "ConvBlock",
-    "upsample2x", "check_image", "check_divisible",
+    "upsample2x", "check_image", "check_divisible", "reflection_pad1", "ReflectionPad1",
 ]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -46,11 +46,14 @@ def check_image(image: torch.Tensor, name: str, channels: int = 3) -> None:
         raise TypeError(f"{name} must be a float tensor (RGB in [0, 1]), got {image.dtype}")
 
 
-def check_divisible(image: torch.Tensor, name: str, multiple: int = 32) -> None:
-    """Raise unless H and W of ``image`` (B, C, H, W) are multiples of ``multiple``."""
+def check_divisible(image: torch.Tensor, name: str, multiple: int = 32, min_size: int = 32) -> None:
+    """Raise unless H and W of ``image`` (B, C, H, W) are multiples of ``multiple`` and >= ``min_size``.
+
+    The U-Net decoders need min_size 64: their 1/32 feature map must be at least 2x2 to reflect-pad.
+    """
     h, w = int(image.shape[-2]), int(image.shape[-1])
-    if h % multiple or w % multiple:
-        raise ValueError(f"{name}: height and width must be multiples of {multiple}, got {h}x{w}")
+    if h % multiple or w % multiple or h < min_size or w < min_size:
+        raise ValueError(f"{name}: height and width must be multiples of {multiple} and >= {min_size}, got {h}x{w}")
 
 
 class ImageNormalize(nn.Module):
@@ -70,12 +73,30 @@ class ImageNormalize(nn.Module):
         return (image - self.mean) * self.inv_std
 
 
+def reflection_pad1(x: torch.Tensor) -> torch.Tensor:
+    """Reflection padding by one pixel on each side (B, C, H, W) -> (B, C, H+2, W+2).
+
+    Same values as ``nn.ReflectionPad2d(1)``, written with Slice + Concat because the TorchScript
+    ONNX exporter turns ReflectionPad2d into a shape-computing subgraph that it cannot fold and that
+    older TensorRT parsers reject (they want constant pads). Needs H, W >= 2.
+    """
+    x = torch.cat([x[:, :, 1:2], x, x[:, :, -2:-1]], dim=2)
+    return torch.cat([x[:, :, :, 1:2], x, x[:, :, :, -2:-1]], dim=3)
+
+
+class ReflectionPad1(nn.Module):
+    """Module form of :func:`reflection_pad1`."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return reflection_pad1(x)
+
+
 class Conv3x3(nn.Module):
     """3x3 convolution with reflection padding (monodepth2), stride 1, same size output."""
 
     def __init__(self, in_channels: int, out_channels: int, bias: bool = True) -> None:
         super().__init__()
-        self.pad = nn.ReflectionPad2d(1)
+        self.pad = ReflectionPad1()
         self.conv = nn.Conv2d(in_channels, out_channels, kernel_size=3, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

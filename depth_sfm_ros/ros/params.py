@@ -15,9 +15,10 @@ from typing import Any, Sequence
 import numpy as np
 
 from depth_sfm_ros.geometry import Intrinsics, Pose, euler_to_matrix
+from depth_sfm_ros.runtime.scale import SCALE_MODES
 
 BACKENDS = ("auto", "onnxruntime", "tensorrt", "torch")
-SCALE_MODES = ("camera_height", "fixed", "external_speed", "none")
+DEVICES = ("auto", "cpu", "cuda")
 IMAGE_TRANSPORTS = ("raw", "compressed")
 QOS_PROFILES = ("sensor_data", "reliable", "best_effort")
 DEFAULT_MODEL_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "default_model")
@@ -52,10 +53,14 @@ _HALF_PI = math.pi / 2
 PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("model", "", "exported model directory (model_card.yaml + *.onnx); empty = the bundled default model"),
     ParamSpec("backend", "auto", "inference backend", choices=BACKENDS),
+    ParamSpec("device", "auto", "inference device", choices=DEVICES),
+    ParamSpec("fp16", False, "half precision (TensorRT engine, torch on CUDA; ignored by onnxruntime)"),
     ParamSpec("threads", 0, "CPU threads for the backend (0 = backend default)", 0, 256),
+    ParamSpec("engine_cache_dir", "", "TensorRT engine cache directory; empty = $XDG_CACHE_HOME/depth_sfm/engines"),
     ParamSpec("scale_mode", "camera_height", "metric scale recovery: camera_height (ground plane), fixed "
-              "(fixed_scale), external_speed (not fed by this node), none (network units)", choices=SCALE_MODES),
-    ParamSpec("camera_height_m", 1.5, "camera height above the ground plane, metres (scale_mode camera_height)",
+              "(fixed_scale), none (network units); 'external' needs a speed source this node does not have",
+              choices=tuple(m for m in SCALE_MODES if m != "external")),
+    ParamSpec("camera_height_m", 1.65, "camera height above the ground plane, metres (scale_mode camera_height)",
               0.05, 20.0),
     ParamSpec("fixed_scale", 1.0, "metres per network depth unit (scale_mode fixed)", 1e-6, 1e6),
     ParamSpec("image_transport", "raw", "raw: subscribe 'image'; compressed: subscribe 'image/compressed' "
@@ -81,9 +86,11 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("input_qos", "sensor_data", "QoS of the image / CameraInfo subscriptions", choices=QOS_PROFILES),
     ParamSpec("output_qos", "reliable", "QoS of the published outputs (rviz subscribes reliable)", choices=QOS_PROFILES),
     ParamSpec("qos_depth", 5, "history depth of every subscription and publisher", 1, 100),
-    ParamSpec("max_depth_m", 80.0, "published depth beyond this is NaN (unknown); also the colour map's far end", 0.1,
-              1000.0),
-    ParamSpec("min_depth_m", 0.5, "near end of ~/depth/colored's colour map, metres", 0.01, 100.0),
+    ParamSpec("max_depth_m", 80.0, "depth beyond this is published as NaN (unknown); far end of the colour map, m",
+              0.1, 1000.0),
+    ParamSpec("min_depth_m", 0.5, "depth below this is published as NaN; near end of the colour map, m", 0.0, 100.0),
+    ParamSpec("upsample_to_camera", False, "publish depth / mask at the camera's size (else the network's)"),
+    ParamSpec("max_stamp_gap_s", 1.0, "a forward stamp jump larger than this restarts odometry, s", 0.001, 3600.0),
     ParamSpec("mask_threshold", 0.5, "dynamic probability above which a pixel is a moving object (255)", 0.0, 1.0),
     ParamSpec("diagnostics_period_s", 1.0, "period of /diagnostics messages, s", 0.1, 60.0),
     ParamSpec("log_throttle_s", 5.0, "minimum time between two log lines about the same kind of bad input, s",
@@ -108,7 +115,10 @@ class NodeParams:
 
     model_dir: str
     backend: str
+    device: str
+    fp16: bool
     threads: int
+    engine_cache_dir: str
     scale_mode: str
     camera_height_m: float
     fixed_scale: float
@@ -130,6 +140,8 @@ class NodeParams:
     qos_depth: int
     max_depth_m: float
     min_depth_m: float
+    upsample_to_camera: bool
+    max_stamp_gap_s: float
     mask_threshold: float
     diagnostics_period_s: float
     log_throttle_s: float
@@ -231,14 +243,16 @@ def validate(values: dict[str, Any], check_model_files: bool = True) -> NodePara
     covariance[[0, 1, 2], [0, 1, 2]] = v["position_variance"]
     covariance[[3, 4, 5], [3, 4, 5]] = v["orientation_variance"]
     return NodeParams(
-        model_dir=model_dir, backend=v["backend"], threads=v["threads"], scale_mode=v["scale_mode"],
+        model_dir=model_dir, backend=v["backend"], device=v["device"], fp16=v["fp16"], threads=v["threads"],
+        engine_cache_dir=v["engine_cache_dir"], scale_mode=v["scale_mode"],
         camera_height_m=v["camera_height_m"], fixed_scale=v["fixed_scale"], image_transport=v["image_transport"],
         camera_info_sync_tolerance_s=v["camera_info_sync_tolerance_s"], fallback_fx=v["fx"], fallback_fy=v["fy"],
         fallback_cx=v["cx"], fallback_cy=v["cy"], odom_frame=odom_frame, base_frame=base_frame,
         camera_frame=camera_frame, T_base_cam=T_base_cam, publish_tf=v["publish_tf"],
         publish_points=v["publish_points"], points_decimation=v["points_decimation"], input_qos=v["input_qos"],
         output_qos=v["output_qos"], qos_depth=v["qos_depth"], max_depth_m=v["max_depth_m"],
-        min_depth_m=v["min_depth_m"], mask_threshold=v["mask_threshold"],
+        min_depth_m=v["min_depth_m"], upsample_to_camera=v["upsample_to_camera"],
+        max_stamp_gap_s=v["max_stamp_gap_s"], mask_threshold=v["mask_threshold"],
         diagnostics_period_s=v["diagnostics_period_s"], log_throttle_s=v["log_throttle_s"],
         pose_covariance=tuple(covariance.ravel().tolist()),
     )

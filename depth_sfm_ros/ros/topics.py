@@ -8,7 +8,7 @@ from __future__ import annotations
 NODE_NAME = "depth_sfm_node"
 
 IMAGE_TOPIC = "image"
-COMPRESSED_IMAGE_TOPIC = "image/compressed"
+COMPRESSED_SUFFIX = "/compressed"  # image_transport "compressed": <image topic>/compressed
 CAMERA_INFO_TOPIC = "camera_info"
 
 # output topic -> message type

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .model_dir import ModelCard, ModelDirError, check_io, onnx_files, read_model_card
+from .model_dir import ModelCard, ModelDirError, card_input_hw, check_io, onnx_files, read_model_card
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ class Backend:
     @property
     def input_hw(self) -> tuple[int, int]:
         """(H, W) the networks take."""
-        return self.card.input_hw
+        return card_input_hw(self.card)
 
     def check_input(self, image: np.ndarray, what: str) -> None:
         shape = (1, 3, *self.input_hw)
@@ -99,7 +99,7 @@ class _OrtRunner:
         inputs = [(i.name, list(i.shape)) for i in self.session.get_inputs()]
         outputs = [o.name for o in self.session.get_outputs()]
         check_io(file_name, path, inputs, outputs, card)
-        h, w = card.input_hw
+        h, w = card_input_hw(card)
         shapes = {"disparity": (1, 1, h, w), "depth": (1, 1, h, w), "pose": (1, 6), "dynamic_prob": (1, 1, h, w)}
         self.outputs = {name: np.zeros(shapes[name], np.float32) for name in outputs if name in shapes}
         self.binding = self.session.io_binding()
@@ -126,7 +126,7 @@ class OnnxRuntimeBackend(Backend):
         if threads is not None and (int(threads) != threads or threads < 1):
             raise ValueError(f"threads must be a positive integer or None, got {threads!r}")
         self.card = read_model_card(model_dir)
-        files = onnx_files(model_dir)
+        files = onnx_files(model_dir, self.card)
         available = ort.get_available_providers()
         if device == "cuda" and "CUDAExecutionProvider" not in available:
             raise RuntimeError(f"onnxruntime backend: device='cuda' but this onnxruntime has only {available} "

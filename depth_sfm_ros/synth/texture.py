@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import numpy as np
 
-_MASK32 = 0xFFFFFFFF
-
-
 def hash2d(ix: np.ndarray, iy: np.ndarray, seed: np.ndarray | int) -> np.ndarray:
     """Integer lattice hash -> float32 in [0, 1). ix, iy int64 arrays (any shape), seed int or array."""
-    x = (np.asarray(ix, dtype=np.int64) & _MASK32).astype(np.uint32)
-    y = (np.asarray(iy, dtype=np.int64) & _MASK32).astype(np.uint32)
-    s = (np.asarray(seed, dtype=np.int64) & _MASK32).astype(np.uint32)
-    h = x * np.uint32(0x8DA6B343) ^ y * np.uint32(0xD8163841) ^ s * np.uint32(0xCB1AB31F)
+    x = np.asarray(ix, dtype=np.int64).astype(np.uint32)  # wraps modulo 2**32 (two's complement)
+    y = np.asarray(iy, dtype=np.int64).astype(np.uint32)
+    s = np.asarray(seed, dtype=np.int64).astype(np.uint32)
+    with np.errstate(over="ignore"):
+        h = x * np.uint32(0x8DA6B343) ^ y * np.uint32(0xD8163841) ^ s * np.uint32(0xCB1AB31F)
     h ^= h >> np.uint32(15)
     h *= np.uint32(0x2C1B3C6D)
     h ^= h >> np.uint32(12)
@@ -28,11 +26,11 @@ def hash2d(ix: np.ndarray, iy: np.ndarray, seed: np.ndarray | int) -> np.ndarray
 
 def value_noise(a_m: np.ndarray, b_m: np.ndarray, cell_m: float, seed: np.ndarray | int) -> np.ndarray:
     """Smooth value noise in [0, 1] on a square lattice of ``cell_m`` metres; a_m, b_m float arrays."""
-    a = np.asarray(a_m, dtype=np.float64) / cell_m
-    b = np.asarray(b_m, dtype=np.float64) / cell_m
-    ia, ib = np.floor(a), np.floor(b)
-    fa, fb = (a - ia).astype(np.float32), (b - ib).astype(np.float32)
-    ia, ib = ia.astype(np.int64), ib.astype(np.int64)
+    a = np.asarray(a_m, dtype=np.float32) * np.float32(1.0 / cell_m)
+    b = np.asarray(b_m, dtype=np.float32) * np.float32(1.0 / cell_m)
+    fa_floor, fb_floor = np.floor(a), np.floor(b)
+    fa, fb = a - fa_floor, b - fb_floor
+    ia, ib = fa_floor.astype(np.int64), fb_floor.astype(np.int64)
     wa = fa * fa * (3.0 - 2.0 * fa)
     wb = fb * fb * (3.0 - 2.0 * fb)
     n00 = hash2d(ia, ib, seed)
@@ -48,25 +46,40 @@ def value_noise(a_m: np.ndarray, b_m: np.ndarray, cell_m: float, seed: np.ndarra
 OCTAVES: tuple[tuple[float, float], ...] = ((3.0, 0.30), (0.8, 0.25), (0.22, 0.25), (0.06, 0.20))
 
 
-def fbm(a_m: np.ndarray, b_m: np.ndarray, seed: np.ndarray | int, footprint_m: np.ndarray) -> np.ndarray:
-    """Sum of value-noise octaves in [0, 1], octaves with cell < ~2 pixel footprints faded to their mean.
+def fbm(a_m: np.ndarray, b_m: np.ndarray, seed: np.ndarray | int, footprint_m: np.ndarray,
+        contrast: float = 2.0) -> np.ndarray:
+    """Sum of value-noise octaves, float32 in [0, 1] around 0.5; octaves whose cell is smaller than
+    ~2 pixel footprints fade to their mean (anti-aliasing).
 
-    a_m, b_m: surface coordinates (N,) metres; seed: (N,) or int; footprint_m: (N,) metres per pixel.
+    a_m, b_m: surface coordinates (N,) metres; seed: (N,) or int; footprint_m: (N,) metres per pixel;
+    contrast: gain on the deviation from 0.5.
     """
     out = np.zeros(np.shape(a_m), dtype=np.float32)
-    total = 0.0
+    total = sum(amp for _, amp in OCTAVES)
     for k, (cell, amp) in enumerate(OCTAVES):
         weight = np.clip(cell / (2.0 * footprint_m) - 1.0, 0.0, 1.0).astype(np.float32)
         noise = value_noise(a_m, b_m, cell, np.asarray(seed, dtype=np.int64) * 7 + k)
-        out += amp * (0.5 + weight * (noise - 0.5))
-        total += amp
-    return out / np.float32(total)
+        out += np.float32(amp * contrast / total) * weight * (noise - np.float32(0.5))
+    return np.clip(out + np.float32(0.5), 0.0, 1.0)
+
+
+def _square_wave_integral(x: np.ndarray, period: float, duty: float) -> np.ndarray:
+    """Integral from 0 to x of the 0/1 square wave that is 1 on the first ``duty`` of each period."""
+    cycles = np.floor(x / period)
+    return cycles * duty * period + np.minimum(x - cycles * period, duty * period)
 
 
 def stripes(coord_m: np.ndarray, period_m: float, duty: float, footprint_m: np.ndarray) -> np.ndarray:
-    """Anti-aliased 0/1 stripes (float32): 1 on the first ``duty`` fraction of each period.
-    Fades to the mean ``duty`` where a period is smaller than ~3 pixel footprints."""
-    phase = np.mod(np.asarray(coord_m, dtype=np.float64) / period_m, 1.0)
-    value = (phase < duty).astype(np.float32)
-    weight = np.clip(period_m / (3.0 * footprint_m) - 1.0, 0.0, 1.0).astype(np.float32)
-    return duty + weight * (value - duty)
+    """Box-filtered (anti-aliased) 0/1 stripes, float32 in [0, 1]: 1 on the first ``duty`` fraction of
+    each period, averaged over one pixel footprint (so edges are grey, not jagged)."""
+    x = np.asarray(coord_m, dtype=np.float64)
+    w = np.maximum(np.asarray(footprint_m, dtype=np.float64), 1e-6)
+    value = (_square_wave_integral(x + w / 2, period_m, duty) - _square_wave_integral(x - w / 2, period_m, duty)) / w
+    return np.clip(value, 0.0, 1.0).astype(np.float32)
+
+
+def band(coord_m: np.ndarray, centre_m: float, half_width_m: float, footprint_m: np.ndarray) -> np.ndarray:
+    """Anti-aliased indicator of |coord - centre| < half_width, float32 in [0, 1]."""
+    dist = np.abs(np.asarray(coord_m, dtype=np.float64) - centre_m)
+    w = np.maximum(np.asarray(footprint_m, dtype=np.float64), 1e-6)
+    return np.clip((half_width_m - dist) / w + 0.5, 0.0, 1.0).astype(np.float32)

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["AUTO_WEIGHT_MODES", "dynamic_sample_weights"]
+from .config import AUTO_WEIGHT_MODES
 
-AUTO_WEIGHT_MODES = ("none", "less_dynamic_more_weight", "more_dynamic_more_weight")
+__all__ = ["AUTO_WEIGHT_MODES", "dynamic_sample_weights"]
 
 
 def dynamic_sample_weights(dynamic_mask: torch.Tensor, mode: str = "less_dynamic_more_weight") -> torch.Tensor:
@@ -29,8 +29,8 @@ def dynamic_sample_weights(dynamic_mask: torch.Tensor, mode: str = "less_dynamic
     if mode not in AUTO_WEIGHT_MODES:
         raise ValueError(f"auto-weight mode must be one of {AUTO_WEIGHT_MODES}, got {mode!r}")
     if not isinstance(dynamic_mask, torch.Tensor) or dynamic_mask.dim() != 4 or dynamic_mask.shape[1] != 1:
-        raise ValueError(f"dynamic_mask must be (B, 1, H, W), got "
-                         f"{tuple(dynamic_mask.shape) if isinstance(dynamic_mask, torch.Tensor) else type(dynamic_mask).__name__}")
+        shape = tuple(dynamic_mask.shape) if isinstance(dynamic_mask, torch.Tensor) else type(dynamic_mask).__name__
+        raise ValueError(f"dynamic_mask must be (B, 1, H, W), got {shape}")
     m = dynamic_mask.detach()
     m = m if m.dtype == torch.bool else m > 0.5
     b, _, h, w = m.shape

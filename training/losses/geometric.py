@@ -19,7 +19,8 @@ from depth_sfm_ros.geometry.ops import inverse_warp
 
 from .photometric import reduce_masked
 
-__all__ = ["GEOMETRIC_WEIGHT", "DepthInconsistency", "depth_inconsistency", "inconsistency_from_warp", "geometric_consistency_loss"]
+__all__ = ["GEOMETRIC_WEIGHT", "DepthInconsistency", "depth_inconsistency", "inconsistency_from_warp",
+           "geometric_consistency_loss"]
 
 GEOMETRIC_WEIGHT = 0.5  # SC-Depth's gamma (photometric 1.0, smoothness 0.1)
 

@@ -31,7 +31,8 @@ __all__ = ["composite_motions", "IntermediateFrame", "intermediate_frame", "Inst
 def _check_motions(object_motions: torch.Tensor, batch: int) -> None:
     if (not isinstance(object_motions, torch.Tensor) or object_motions.dim() != 4
             or object_motions.shape[0] != batch or object_motions.shape[2:] != (4, 4)):
-        shape = tuple(object_motions.shape) if isinstance(object_motions, torch.Tensor) else type(object_motions).__name__
+        shape = (tuple(object_motions.shape) if isinstance(object_motions, torch.Tensor)
+                 else type(object_motions).__name__)
         raise ValueError(f"object_motions must be (B={batch}, N, 4, 4), got {shape}")
 
 
@@ -63,7 +64,8 @@ def intermediate_frame(image_src: torch.Tensor, depth_src_m: torch.Tensor, T_tgt
     ids_out = None
     if instance_ids_src is not None:
         if instance_ids_src.shape != depth_src_m.shape:
-            raise ValueError(f"instance_ids_src must be {tuple(depth_src_m.shape)}, got {tuple(instance_ids_src.shape)}")
+            raise ValueError(f"instance_ids_src must be {tuple(depth_src_m.shape)}, "
+                             f"got {tuple(instance_ids_src.shape)}")
         ids = instance_ids_src.long()
         n = int(ids.max().item()) + 1
         one_hot = F.one_hot(ids[:, 0].clamp(min=0), n).permute(0, 3, 1, 2).to(depth_src_m.dtype)

@@ -1,0 +1,36 @@
+"""Build the Pipeline from the node's parameters (ROS-free; the benchmark uses it too, so the
+bare-Pipeline numbers and the node's come from the same configuration)."""
+from __future__ import annotations
+
+from depth_sfm_ros.ros.params import NodeParams, ParameterError
+from depth_sfm_ros.runtime.image_io import SUPPORTED_ENCODINGS
+from depth_sfm_ros.runtime.pipeline import Pipeline, PipelineConfig
+
+
+def pipeline_config(params: NodeParams) -> PipelineConfig:
+    """The PipelineConfig the node runs with."""
+    return PipelineConfig(
+        model=params.model_dir, backend=params.backend, device=params.device, fp16=params.fp16,
+        threads=params.threads or None, engine_cache_dir=params.engine_cache_dir or None,
+        scale_mode=params.scale_mode, fixed_scale=params.fixed_scale, camera_height_m=params.camera_height_m,
+        upsample_to_camera=params.upsample_to_camera, min_depth_m=params.min_depth_m,
+        max_depth_m=params.max_depth_m, mask_threshold=params.mask_threshold,
+        max_stamp_gap_s=params.max_stamp_gap_s)
+
+
+def create_pipeline(params: NodeParams) -> Pipeline:
+    """Load the model; a model that cannot be loaded is a :class:`ParameterError` naming
+    ``model`` (or ``backend`` when that backend is not usable here)."""
+    config = pipeline_config(params)
+    try:
+        return Pipeline(config)
+    except ImportError as exc:
+        raise ParameterError("backend", f"backend {params.backend!r} is not usable here: {exc}") from None
+    except (ValueError, RuntimeError, OSError) as exc:
+        name = "backend" if params.backend != "auto" and "backend" in str(exc).lower() else "model"
+        raise ParameterError(name, f"cannot load {params.model_dir} with backend {params.backend!r}: {exc}") from None
+
+
+def supported_encodings() -> tuple[str, ...]:
+    """Raw image encodings the Pipeline accepts."""
+    return SUPPORTED_ENCODINGS

@@ -1,0 +1,132 @@
+"""Hand-over between the subscription callbacks and the inference worker (ROS-free).
+
+- :class:`LatestSlot`: the callbacks store the newest frame, the worker takes it; a frame
+  overwritten before the worker took it is dropped (counted), so nothing queues.
+- :class:`CameraInfoCache`: recent CameraInfo intrinsics by stamp, matched to an image stamp
+  within a tolerance.
+- :class:`StreamMonitor`: notices size changes and stamps going backwards between frames.
+
+Stamps are integer nanoseconds (exact copies of ``builtin_interfaces/Time``).
+"""
+from __future__ import annotations
+
+import collections
+import threading
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from depth_sfm_ros.geometry import Intrinsics
+
+T = TypeVar("T")
+
+
+class LatestSlot(Generic[T]):
+    """A one-element mailbox: ``put`` replaces, ``take`` waits for and removes the item."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._item: T | None = None
+        self._closed = False
+
+    def put(self, item: T) -> bool:
+        """Store ``item``; True when it replaced an item the worker never took (a dropped frame)."""
+        with self._cond:
+            if self._closed:
+                return False
+            dropped = self._item is not None
+            self._item = item
+            self._cond.notify()
+            return dropped
+
+    def take(self, timeout_s: float | None = None) -> T | None:
+        """The newest item, or None after ``timeout_s`` or when closed."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._item is not None or self._closed, timeout=timeout_s)
+            item, self._item = self._item, None
+            return item
+
+    def close(self) -> None:
+        """Wake the worker for shutdown; later ``put``s are ignored."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+
+@dataclass(frozen=True)
+class InfoMatch:
+    """Result of :meth:`CameraInfoCache.lookup`. ``status``: ``synced`` (within the tolerance),
+    ``unsynced`` (the newest CameraInfo, none within the tolerance), ``none`` (never received)."""
+
+    intrinsics: Intrinsics | None
+    status: str
+    offset_s: float = 0.0
+
+
+class CameraInfoCache:
+    """The last ``capacity`` CameraInfo intrinsics by stamp (thread-safe)."""
+
+    def __init__(self, capacity: int = 30) -> None:
+        if capacity < 1:
+            raise ValueError(f"capacity must be >= 1, got {capacity}")
+        self._lock = threading.Lock()
+        self._items: collections.deque[tuple[int, Intrinsics]] = collections.deque(maxlen=capacity)
+
+    def add(self, stamp_ns: int, intrinsics: Intrinsics) -> None:
+        with self._lock:
+            self._items.append((int(stamp_ns), intrinsics))
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+    def lookup(self, stamp_ns: int, tolerance_s: float) -> InfoMatch:
+        """The CameraInfo closest in stamp to ``stamp_ns`` if within ``tolerance_s``."""
+        with self._lock:
+            if not self._items:
+                return InfoMatch(None, "none")
+            best_stamp, best = min(self._items, key=lambda item: abs(item[0] - stamp_ns))
+            offset_s = abs(best_stamp - stamp_ns) * 1e-9
+            if offset_s <= tolerance_s:
+                return InfoMatch(best, "synced", offset_s)
+            newest_stamp, newest = max(self._items, key=lambda item: item[0])
+            return InfoMatch(newest, "unsynced", abs(newest_stamp - stamp_ns) * 1e-9)
+
+
+def intrinsics_for_image(info: Intrinsics, width: int, height: int) -> Intrinsics:
+    """CameraInfo intrinsics adapted to an image of ``width`` x ``height`` (binned / resized
+    streams publish the full-resolution CameraInfo)."""
+    if (info.width, info.height) == (width, height):
+        return info
+    return info.scaled(width, height)
+
+
+class StreamMonitor:
+    """Tracks the previous frame's size and stamp (used by the worker thread only)."""
+
+    def __init__(self) -> None:
+        self.size: tuple[int, int] | None = None
+        self.stamp_ns: int | None = None
+
+    def check(self, width: int, height: int, stamp_ns: int) -> list[str]:
+        """Events for this frame: any of ``size_change``, ``stamp_backwards``; then remember it."""
+        events = []
+        if self.size is not None and self.size != (width, height):
+            events.append("size_change")
+        if self.stamp_ns is not None and stamp_ns < self.stamp_ns:
+            events.append("stamp_backwards")
+        self.size, self.stamp_ns = (width, height), stamp_ns
+        return events
+
+
+@dataclass
+class InputFrame:
+    """What a callback hands to the worker: the undecoded message and its arrival time."""
+
+    msg: Any
+    compressed: bool
+    stamp_ns: int
+    received_monotonic_s: float

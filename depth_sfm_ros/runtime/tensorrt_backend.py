@@ -1,0 +1,110 @@
+"""TensorRT backend: cached engines (see tensorrt_engine.py) run with torch CUDA tensors as buffers.
+
+Supports both TensorRT APIs: 10.x named tensors (``set_tensor_address`` + ``execute_async_v3``) and
+8.6 bindings (``execute_async_v2``). No pycuda: device memory and the stream come from torch.
+Untested here (TensorRT is not installable in the CI environment); the cache logic it relies on is.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from .backends import Backend, BackendOutput
+from .model_dir import card_input_hw, check_io, onnx_files, read_model_card
+from .tensorrt_engine import build_engine
+
+log = logging.getLogger(__name__)
+
+
+class _TrtRunner:
+    """One deserialized engine + execution context with static torch CUDA buffers per I/O tensor."""
+
+    def __init__(self, trt, torch, runtime, engine_bytes: bytes, name: str) -> None:
+        self.torch = torch
+        self.engine = runtime.deserialize_cuda_engine(engine_bytes)
+        if self.engine is None:
+            raise RuntimeError(f"TensorRT could not deserialize the engine for {name} (version/GPU mismatch?)")
+        self.context = self.engine.create_execution_context()
+        self.v10 = hasattr(self.engine, "num_io_tensors")
+        self.buffers: dict[str, object] = {}
+        self.inputs: list[str] = []
+        self.outputs: list[str] = []
+        names = ([self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)] if self.v10
+                 else [self.engine.get_binding_name(i) for i in range(self.engine.num_bindings)])
+        for index, tensor in enumerate(names):
+            if self.v10:
+                shape = tuple(self.engine.get_tensor_shape(tensor))
+                is_input = self.engine.get_tensor_mode(tensor) == trt.TensorIOMode.INPUT
+                dtype = self.engine.get_tensor_dtype(tensor)
+            else:
+                shape = tuple(self.engine.get_binding_shape(index))
+                is_input = self.engine.binding_is_input(index)
+                dtype = self.engine.get_binding_dtype(index)
+            if dtype != trt.DataType.FLOAT:
+                raise RuntimeError(f"{name}: tensor {tensor!r} is {dtype}, expected float32 I/O")
+            self.buffers[tensor] = torch.empty(shape, dtype=torch.float32, device="cuda")
+            (self.inputs if is_input else self.outputs).append(tensor)
+            if self.v10:
+                self.context.set_tensor_address(tensor, int(self.buffers[tensor].data_ptr()))
+        self.bindings = [int(self.buffers[t].data_ptr()) for t in names]
+
+    def run(self, feeds: dict[str, np.ndarray], stream) -> dict[str, object]:
+        for tensor, array in feeds.items():
+            self.buffers[tensor].copy_(self.torch.from_numpy(array), non_blocking=False)
+        ok = (self.context.execute_async_v3(stream.cuda_stream) if self.v10
+              else self.context.execute_async_v2(self.bindings, stream.cuda_stream))
+        if not ok:
+            raise RuntimeError("TensorRT execution failed")
+        return {t: self.buffers[t] for t in self.outputs}
+
+
+class TensorRTBackend(Backend):
+    name = "tensorrt"
+    device = "cuda"
+
+    def __init__(self, model_dir: str | Path, fp16: bool = False, cache_dir: str | Path | None = None,
+                 policy: str = "rebuild", calibration_images: np.ndarray | None = None,
+                 precision: str | None = None) -> None:
+        import tensorrt as trt
+        import torch
+
+        if not torch.cuda.is_available():
+            raise RuntimeError("tensorrt backend: torch sees no CUDA GPU (torch CUDA tensors hold the buffers)")
+        self.card = read_model_card(model_dir)
+        precision = precision or ("fp16" if fp16 else "fp32")
+        files = onnx_files(model_dir, self.card)
+        h, w = card_input_hw(self.card)
+        self._torch = torch
+        self._stream = torch.cuda.Stream()
+        self._runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+        self._runners: dict[str, _TrtRunner] = {}
+        for file_name, path in files.items():
+            engine_bytes, engine_file = build_engine(path, precision=precision, cache_dir=cache_dir,
+                                                     input_shape=(1, 3, h, w), policy=policy,
+                                                     calibration_images=calibration_images)
+            runner = _TrtRunner(trt, torch, self._runtime, engine_bytes, file_name)
+            check_io(file_name, engine_file, [(n, list(runner.buffers[n].shape)) for n in runner.inputs],
+                     runner.outputs, self.card)
+            self._runners[file_name] = runner
+        self.has_mask = "mask.onnx" in self._runners
+        self.precision = precision
+
+    def _infer(self, image_cur: np.ndarray, image_prev: np.ndarray | None) -> BackendOutput:
+        torch = self._torch
+        with torch.cuda.stream(self._stream):
+            out = dict(self._runners["depth.onnx"].run({"image": image_cur}, self._stream))
+            if image_prev is not None:
+                pair = {"image_prev": image_prev, "image_cur": image_cur}
+                out.update(self._runners["pose.onnx"].run(pair, self._stream))
+                if self.has_mask:
+                    out.update(self._runners["mask.onnx"].run(pair, self._stream))
+        self._stream.synchronize()
+        host = {k: v.cpu().numpy() for k, v in out.items()}
+        return BackendOutput(disparity=host["disparity"][0, 0], depth=host["depth"][0, 0],
+                             pose_vec=host["pose"].reshape(6).astype(np.float64) if "pose" in host else None,
+                             dynamic_prob=host["dynamic_prob"][0, 0] if "dynamic_prob" in host else None)
+
+    def close(self) -> None:
+        self._runners.clear()

@@ -1,0 +1,73 @@
+"""Launch depth_sfm_node (and optionally rviz2).
+
+    ros2 launch depth_sfm_ros depth_sfm.launch.py image:=/camera/image_raw camera_info:=/camera/camera_info
+
+Arguments: image, camera_info (input topics), model (exported model dir, "" = bundled default),
+backend, params_file (default: share/depth_sfm_ros/config/depth_sfm.yaml), namespace,
+use_sim_time (true when replaying a bag with --clock), rviz (open config/depth_sfm.rviz).
+The node gets [params_file, overrides]: model/backend/use_sim_time given here win over the file;
+an empty model or backend argument leaves the file's value.
+"""
+import os
+
+from ament_index_python.packages import get_package_share_directory
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.conditions import IfCondition
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import Node
+
+PACKAGE = "depth_sfm_ros"
+EXECUTABLE = "depth_sfm_node"
+NODE_NAME = "depth_sfm_node"
+PARAMS_FILE = os.path.join("config", "depth_sfm.yaml")
+RVIZ_FILE = os.path.join("config", "depth_sfm.rviz")
+
+
+def _node(context, *args, **kwargs):
+    """The node action, built once the arguments are known (empty overrides are left out)."""
+    overrides = {"use_sim_time": LaunchConfiguration("use_sim_time").perform(context).lower() in ("true", "1")}
+    for name in ("model", "backend"):
+        value = LaunchConfiguration(name).perform(context)
+        if value:
+            overrides[name] = value
+    return [Node(
+        package=PACKAGE,
+        executable=EXECUTABLE,
+        name=NODE_NAME,
+        namespace=LaunchConfiguration("namespace"),
+        output="screen",
+        parameters=[LaunchConfiguration("params_file"), overrides],
+        remappings=[("image", LaunchConfiguration("image")),
+                    ("camera_info", LaunchConfiguration("camera_info"))],
+    )]
+
+
+def generate_launch_description() -> LaunchDescription:
+    share = get_package_share_directory(PACKAGE)
+    return LaunchDescription([
+        DeclareLaunchArgument("image", default_value="/camera/image_raw",
+                              description="input sensor_msgs/Image topic (its /compressed sibling when "
+                                          "image_transport is compressed)"),
+        DeclareLaunchArgument("camera_info", default_value="/camera/camera_info",
+                              description="input sensor_msgs/CameraInfo topic"),
+        DeclareLaunchArgument("model", default_value="",
+                              description="exported model directory ('' = the params file's, else the bundled default)"),
+        DeclareLaunchArgument("backend", default_value="",
+                              description="auto | onnxruntime | tensorrt | torch ('' = the params file's)"),
+        DeclareLaunchArgument("params_file", default_value=os.path.join(share, PARAMS_FILE),
+                              description="node parameters (YAML)"),
+        DeclareLaunchArgument("namespace", default_value="", description="namespace of the node and its outputs"),
+        DeclareLaunchArgument("use_sim_time", default_value="false", description="use /clock (bag replay)"),
+        DeclareLaunchArgument("rviz", default_value="false", description="open rviz2 with config/depth_sfm.rviz"),
+        OpaqueFunction(function=_node),
+        Node(
+            package="rviz2",
+            executable="rviz2",
+            name="rviz2",
+            arguments=["-d", os.path.join(share, RVIZ_FILE)],
+            parameters=[{"use_sim_time": LaunchConfiguration("use_sim_time")}],
+            condition=IfCondition(LaunchConfiguration("rviz")),
+            output="screen",
+        ),
+    ])

@@ -1,0 +1,2 @@
+"""Helpers for the ROS tests: scripts run as separate processes (player, recorder) and the
+process management the tests share (common)."""

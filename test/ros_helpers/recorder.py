@@ -1,0 +1,112 @@
+"""Subscribe to every output of depth_sfm_node and save what arrives.
+
+    python recorder.py --out rec --until-stamp-ns N [--timeout-s 60]
+
+Prints READY once the node's ~/depth publisher is discovered. Stops when a ~/depth message
+stamped N has arrived and a /diagnostics message received after it, or at the timeout. Writes
+``rec.npz`` (arrays: depth_<i>, colored_<i>, mask_<i>, points_<i>) and ``rec.json`` (per-message
+metadata: stamps, frame ids, encodings, sizes, odometry poses, CameraInfo, diagnostics values).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from nav_msgs.msg import Odometry
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+
+from depth_sfm_ros.ros import conversions, topics
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--until-stamp-ns", type=int, required=True)
+    parser.add_argument("--timeout-s", type=float, default=60.0)
+    parser.add_argument("--namespace", default="/")
+    parser.add_argument("--reliability", choices=("reliable", "best_effort"), default="reliable")
+    args = parser.parse_args()
+
+    rclpy.init()
+    node = rclpy.create_node("output_recorder")
+    qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE if args.reliability == "reliable"
+                     else ReliabilityPolicy.BEST_EFFORT)
+    meta: dict = {"depth": [], "depth_info": [], "colored": [], "mask": [], "odometry": [], "points": [],
+                  "diagnostics": []}
+    arrays: dict[str, np.ndarray] = {}
+    state = {"done_stamp_seen": False, "finished": False}
+
+    def name(topic: str) -> str:
+        return topics.resolve(topic, namespace=args.namespace)
+
+    def image_cb(kind: str):
+        def cb(msg: Image) -> None:
+            stamp_ns = conversions.stamp_to_nanoseconds(msg.header.stamp)
+            entry = {"stamp_ns": stamp_ns, "frame_id": msg.header.frame_id, "encoding": msg.encoding,
+                     "width": msg.width, "height": msg.height, "step": msg.step, "is_bigendian": msg.is_bigendian}
+            arrays[f"{kind}_{len(meta[kind])}"] = conversions.image_msg_to_numpy(msg, copy=True)
+            meta[kind].append(entry)
+            if kind == "depth" and stamp_ns == args.until_stamp_ns:
+                state["done_stamp_seen"] = True
+        return cb
+
+    def info_cb(msg: CameraInfo) -> None:
+        meta["depth_info"].append({"stamp_ns": conversions.stamp_to_nanoseconds(msg.header.stamp),
+                                   "frame_id": msg.header.frame_id, "width": msg.width, "height": msg.height,
+                                   "k": [float(v) for v in msg.k]})
+
+    def odom_cb(msg: Odometry) -> None:
+        p, q = msg.pose.pose.position, msg.pose.pose.orientation
+        meta["odometry"].append({"stamp_ns": conversions.stamp_to_nanoseconds(msg.header.stamp),
+                                 "frame_id": msg.header.frame_id, "child_frame_id": msg.child_frame_id,
+                                 "position": [p.x, p.y, p.z], "orientation_xyzw": [q.x, q.y, q.z, q.w],
+                                 "covariance": [float(v) for v in msg.pose.covariance]})
+
+    def points_cb(msg: PointCloud2) -> None:
+        cloud = conversions.pointcloud2_to_numpy(msg)
+        arrays[f"points_{len(meta['points'])}"] = np.stack([cloud["x"], cloud["y"], cloud["z"]], axis=1)
+        meta["points"].append({"stamp_ns": conversions.stamp_to_nanoseconds(msg.header.stamp),
+                               "frame_id": msg.header.frame_id, "fields": [f.name for f in msg.fields],
+                               "point_step": msg.point_step, "n": int(msg.width * msg.height)})
+
+    def diag_cb(msg: DiagnosticArray) -> None:
+        for status in msg.status:
+            meta["diagnostics"].append({"name": status.name, "level": int.from_bytes(status.level, "little"),
+                                        "message": status.message, "hardware_id": status.hardware_id,
+                                        "values": {kv.key: kv.value for kv in status.values}})
+        if state["done_stamp_seen"]:
+            state["finished"] = True
+
+    node.create_subscription(Image, name("~/depth"), image_cb("depth"), qos)
+    node.create_subscription(CameraInfo, name("~/depth/camera_info"), info_cb, qos)
+    node.create_subscription(Image, name("~/depth/colored"), image_cb("colored"), qos)
+    node.create_subscription(Image, name("~/dynamic_mask"), image_cb("mask"), qos)
+    node.create_subscription(Odometry, name("~/odometry"), odom_cb, qos)
+    node.create_subscription(PointCloud2, name("~/points"), points_cb, qos)
+    node.create_subscription(DiagnosticArray, "/diagnostics", diag_cb, 50)
+
+    deadline = time.monotonic() + args.timeout_s
+    while node.count_publishers(name("~/depth")) == 0 and time.monotonic() < deadline:
+        rclpy.spin_once(node, timeout_sec=0.05)
+    for _ in range(10):  # let the reliable subscriptions match before the player starts
+        rclpy.spin_once(node, timeout_sec=0.05)
+    print("READY", flush=True)
+    while not state["finished"] and time.monotonic() < deadline:
+        rclpy.spin_once(node, timeout_sec=0.1)
+    meta["timed_out"] = not state["finished"]
+    np.savez(args.out + ".npz", **arrays)
+    with open(args.out + ".json", "w") as f:
+        json.dump(meta, f)
+    node.destroy_node()
+    rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

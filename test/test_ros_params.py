@@ -1,0 +1,155 @@
+"""Node parameters: validation (ROS-free), config/depth_sfm.yaml, and the real node stopping with a
+message that names a bad parameter (separate processes over DDS)."""
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from depth_sfm_ros.ros import params
+from depth_sfm_ros.ros.params import PARAMETERS, PARAMETERS_BY_NAME, ParameterError
+
+rclpy = pytest.importorskip("rclpy")
+import rclpy.executors  # noqa: E402
+from ros_helpers import common  # noqa: E402
+
+CONFIG_KEY = "/**/depth_sfm_node"
+
+
+def _config_values() -> dict:
+    with open(common.PARAMS_FILE) as f:
+        return yaml.safe_load(f)[CONFIG_KEY]["ros__parameters"]
+
+
+def test_config_file_lists_every_parameter_with_valid_values():
+    values = _config_values()
+    assert set(values) == set(PARAMETERS_BY_NAME)
+    validated = params.validate(values, check_model_files=False)
+    assert validated.model_dir == params.DEFAULT_MODEL_DIR  # "" = the bundled default
+    for name, value in values.items():  # the file states the defaults (one source of truth: params.py)
+        assert value == PARAMETERS_BY_NAME[name].default, name
+
+
+def test_every_parameter_is_described_with_a_range_or_choices():
+    for spec in PARAMETERS:
+        assert len(spec.description) > 15, spec.name
+        if spec.type_name in ("int", "float", "float_array"):
+            assert spec.min_value is not None and spec.max_value is not None, spec.name
+            assert spec.min_value <= (min(spec.default) if isinstance(spec.default, list) else spec.default) \
+                <= spec.max_value, spec.name
+
+
+@pytest.mark.parametrize("name,value,fragment", [
+    ("backend", "tensorflow", "one of"),
+    ("scale_mode", "external", "one of"),
+    ("image_transport", "theora", "one of"),
+    ("camera_height_m", -1.0, "outside"),
+    ("camera_height_m", math.nan, "finite"),
+    ("points_decimation", 0, "outside"),
+    ("points_decimation", 2.5, "integer"),
+    ("publish_tf", "yes", "true or false"),
+    ("camera_to_base_xyz", [0.0, 1.0], "3 numbers"),
+    ("odom_frame", "/odom", "frame id"),
+    ("odom_frame", "", "empty"),
+    ("base_frame", "odom", "differ"),
+    ("min_depth_m", 90.0, "max_depth_m"),
+    ("no_such_parameter", 1, "unknown"),
+])
+def test_validate_names_the_bad_parameter(name, value, fragment):
+    with pytest.raises(ParameterError) as info:
+        params.validate({name: value}, check_model_files=False)
+    assert info.value.name == name
+    assert f"'{name}'" in str(info.value) and fragment in str(info.value)
+
+
+def test_model_directory_is_checked(tmp_path):
+    with pytest.raises(ParameterError, match="'model'.*not a directory"):
+        params.validate({"model": str(tmp_path / "missing")})
+    with pytest.raises(ParameterError, match="model_card.yaml"):
+        params.validate({"model": str(tmp_path)})
+    (tmp_path / "model_card.yaml").write_text("input_height: 64\n")
+    assert params.validate({"model": str(tmp_path)}).model_dir == str(tmp_path)
+
+
+def test_fallback_intrinsics():
+    p = params.validate({}, check_model_files=False)
+    assert p.fallback_intrinsics(320, 96) is None  # fx 0: the model card's
+    p = params.validate({"fx": 200.0}, check_model_files=False)
+    K = p.fallback_intrinsics(320, 96)
+    assert (K.fx, K.fy, K.cx, K.cy) == (200.0, 200.0, 159.5, 47.5)
+
+
+# --- the real node ---------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def model_dir() -> Path:
+    return common.test_model_dir()
+
+
+@pytest.fixture(scope="module")
+def env() -> dict:
+    return common.ros_env(common.unique_domain_id(11))
+
+
+@pytest.mark.ros
+@pytest.mark.parametrize("override,name", [
+    ("camera_height_m:=100.0", "camera_height_m"),   # outside the declared FloatingPointRange
+    ("threads:=many", "threads"),                    # wrong type
+    ("backend:=tensorflow", "backend"),              # not one of the choices
+    ("odom_frame:=/odom", "odom_frame"),              # not a frame id
+    ("model:=/nonexistent/model", "model"),         # no such directory
+])
+def test_bad_parameter_stops_the_node_naming_it(model_dir, env, tmp_path, override, name):
+    node = common.Proc.start(common.node_command(model_dir, "-p", override), env, tmp_path / "node.log")
+    rc = node.wait(30.0)
+    log = node.log()
+    assert rc == 2, log
+    assert f"parameter '{name}'" in log, log
+
+
+@pytest.mark.ros
+def test_parameters_are_declared_with_ranges_and_overrides_apply(model_dir, env, tmp_path):
+    """One node: -p beats the params file, a second params file beats the first, and the
+    parameter services describe the ranges."""
+    from rcl_interfaces.srv import DescribeParameters, GetParameters
+
+    extra = tmp_path / "extra.yaml"
+    extra.write_text(yaml.safe_dump({"depth_sfm_node": {"ros__parameters": {"max_depth_m": 50.0}}}))
+    node = common.Proc.start(common.node_command(model_dir, "--params-file", str(extra), "-p", "points_decimation:=3"),
+                             env, tmp_path / "node.log")
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=int(env["ROS_DOMAIN_ID"]))
+    try:
+        client_node = rclpy.create_node("param_probe", context=context)
+        executor = rclpy.executors.SingleThreadedExecutor(context=context)
+        get = client_node.create_client(GetParameters, "/depth_sfm_node/get_parameters")
+        describe = client_node.create_client(DescribeParameters, "/depth_sfm_node/describe_parameters")
+        assert get.wait_for_service(timeout_sec=30.0), node.log()
+        assert describe.wait_for_service(timeout_sec=10.0)
+
+        def call(client, request):
+            future = client.call_async(request)
+            deadline = time.monotonic() + 10.0
+            while not future.done() and time.monotonic() < deadline:
+                rclpy.spin_once(client_node, executor=executor, timeout_sec=0.1)
+            assert future.done()
+            return future.result()
+
+        got = call(get, GetParameters.Request(names=["points_decimation", "max_depth_m", "odom_frame"]))
+        assert got.values[0].integer_value == 3
+        assert got.values[1].double_value == 50.0
+        assert got.values[2].string_value == "odom"
+        described = call(describe, DescribeParameters.Request(names=["camera_height_m", "points_decimation",
+                                                                     "backend"])).descriptors
+        assert described[0].floating_point_range[0].from_value == PARAMETERS_BY_NAME["camera_height_m"].min_value
+        assert described[0].floating_point_range[0].to_value == PARAMETERS_BY_NAME["camera_height_m"].max_value
+        assert described[1].integer_range[0].to_value == 64
+        assert "onnxruntime" in described[2].additional_constraints
+        assert "metres" in described[0].description
+        client_node.destroy_node()
+    finally:
+        rclpy.try_shutdown(context=context)
+        assert node.stop() == 0, node.log()

@@ -1,0 +1,187 @@
+"""Camera frames from rosbag2 (mcap, sqlite3) and ROS 1 bags, read with ``rosbags``' AnyReader.
+
+The bag is read once: image messages (``sensor_msgs/Image`` rgb8/bgr8/rgba8/bgra8/mono8/mono16
+or ``sensor_msgs/CompressedImage``) are decoded, sorted by header stamp and cached as PNG files
+in a folder with an ``index.json``; ``__getitem__`` then reads one PNG (random access, cheap in
+DataLoader workers). The cache is rebuilt when the bag's files (size, mtime) or the topic change.
+Intrinsics come from the first CameraInfo on ``camera_info_topic`` (default:
+``<image namespace>/camera_info``) or from an explicit :class:`Intrinsics`.
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from depth_sfm_ros.geometry import Intrinsics
+
+from .base import FrameSequence
+from .io import read_rgb, write_png
+
+IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
+CAMERA_INFO_TYPE = "sensor_msgs/msg/CameraInfo"
+CACHE_VERSION = 1
+
+
+def _bag_signature(path: Path) -> list:
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    return [[p.name, p.stat().st_size, int(p.stat().st_mtime_ns)] for p in files]
+
+
+def decode_image_msg(msg, msgtype: str) -> np.ndarray:
+    """A sensor_msgs Image / CompressedImage message -> RGB uint8 (H, W, 3)."""
+    if msgtype.endswith("CompressedImage"):
+        image = cv2.imdecode(np.frombuffer(bytes(msg.data), dtype=np.uint8), cv2.IMREAD_COLOR)
+        if image is None:
+            raise ValueError(f"cannot decode compressed image (format {msg.format!r})")
+        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    encoding = msg.encoding.lower()
+    channels = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1, "8uc1": 1, "mono16": 1, "16uc1": 1}
+    if encoding not in channels:
+        raise ValueError(f"unsupported image encoding {msg.encoding!r}; expected one of {sorted(channels)}")
+    dtype = np.dtype(np.uint16) if encoding in ("mono16", "16uc1") else np.dtype(np.uint8)
+    if msg.is_bigendian and dtype.itemsize > 1:
+        dtype = dtype.newbyteorder(">")
+    row_bytes = msg.width * channels[encoding] * dtype.itemsize
+    if msg.step < row_bytes or len(msg.data) < msg.step * msg.height:
+        raise ValueError(f"image data too short: {len(msg.data)} bytes for {msg.height} rows of step {msg.step}")
+    rows = np.frombuffer(bytes(msg.data), dtype=np.uint8)[:msg.step * msg.height].reshape(msg.height, msg.step)
+    pixels = rows[:, :row_bytes].copy().view(dtype).reshape(msg.height, msg.width, channels[encoding])
+    if dtype.itemsize > 1:
+        pixels = (pixels.astype(np.float32) / 257.0).round().astype(np.uint8)
+    if encoding in ("bgr8", "bgra8"):
+        return np.ascontiguousarray(pixels[..., 2::-1])
+    if channels[encoding] == 4:
+        return np.ascontiguousarray(pixels[..., :3])
+    if channels[encoding] == 1:
+        return np.repeat(pixels, 3, axis=2)
+    return pixels
+
+
+def _camera_info_K(msg) -> np.ndarray:
+    K = getattr(msg, "k", None)
+    if K is None:
+        K = getattr(msg, "K")  # ROS 1 field name
+    return np.asarray(K, dtype=np.float64).reshape(3, 3)
+
+
+def _stamp_s(msg, bag_time_ns: int) -> float:
+    header = getattr(msg, "header", None)
+    if header is not None:
+        stamp = header.stamp
+        sec = getattr(stamp, "sec", getattr(stamp, "secs", 0))
+        nsec = getattr(stamp, "nanosec", getattr(stamp, "nsecs", 0))
+        if sec or nsec:
+            return sec + nsec * 1e-9
+    return bag_time_ns * 1e-9
+
+
+class RosbagSequence(FrameSequence):
+    """Camera frames of one image topic of a bag (rosbag2 folder, .mcap/.db3 file, or ROS 1 .bag).
+
+    Args:
+        path: the bag.
+        image_topic: raw or compressed image topic (``<topic>/compressed`` is tried too).
+        camera_info_topic: CameraInfo topic (default: ``<image namespace>/camera_info``).
+        intrinsics: use these instead of a CameraInfo topic.
+        cache_dir: where decoded frames go (default ``<bag>.depth_sfm_cache/<topic>``).
+    """
+
+    def __init__(self, path: str | Path, image_topic: str, camera_info_topic: str | None = None,
+                 intrinsics: Intrinsics | None = None, cache_dir: str | Path | None = None) -> None:
+        self.path = Path(path)
+        if not self.path.exists():
+            raise FileNotFoundError(f"bag {self.path} does not exist")
+        self.image_topic = image_topic
+        safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", image_topic.strip("/")) or "image"
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else Path(f"{self.path}.depth_sfm_cache") / safe
+        self.name = f"{self.path.stem}/{safe}"
+        index = self._load_index(camera_info_topic)
+        if index is None:
+            index = self._build_cache(camera_info_topic, intrinsics)
+        self.stamps_s = list(index["stamps_s"])
+        self._files = list(index["files"])
+        if intrinsics is None:
+            if index.get("intrinsics") is None:
+                raise ValueError(f"no CameraInfo found for {image_topic} in {self.path}; pass camera_info_topic or "
+                                 "intrinsics")
+            intrinsics = Intrinsics(**index["intrinsics"])
+        self._K = intrinsics
+        if not self.stamps_s:
+            raise ValueError(f"topic {image_topic} in {self.path} has no messages")
+
+    # ------------------------------------------------------------------------------------ cache
+    def _expected_meta(self, camera_info_topic: str | None) -> dict:
+        return {"version": CACHE_VERSION, "bag": _bag_signature(self.path), "image_topic": self.image_topic,
+                "camera_info_topic": camera_info_topic}
+
+    def _load_index(self, camera_info_topic: str | None) -> dict | None:
+        index_file = self.cache_dir / "index.json"
+        if not index_file.is_file():
+            return None
+        try:
+            index = json.loads(index_file.read_text())
+        except ValueError:
+            return None
+        if index.get("meta") != json.loads(json.dumps(self._expected_meta(camera_info_topic))):
+            return None
+        return index
+
+    def _build_cache(self, camera_info_topic: str | None, intrinsics: Intrinsics | None) -> dict:
+        from rosbags.highlevel import AnyReader
+
+        with AnyReader([self.path]) as reader:
+            topics = {c.topic: c.msgtype for c in reader.connections}
+            image_topic = self.image_topic
+            if topics.get(image_topic) not in IMAGE_TYPES and topics.get(image_topic + "/compressed") in IMAGE_TYPES:
+                image_topic = image_topic + "/compressed"
+            if image_topic not in topics:
+                listing = ", ".join(f"{t} ({m})" for t, m in sorted(topics.items()))
+                raise ValueError(f"topic {self.image_topic!r} not found in {self.path}; available topics: {listing}")
+            if topics[image_topic] not in IMAGE_TYPES:
+                raise ValueError(f"topic {image_topic!r} has type {topics[image_topic]}, expected one of {IMAGE_TYPES}")
+            info_topic = camera_info_topic
+            if info_topic is None:
+                base = image_topic[:-len("/compressed")] if image_topic.endswith("/compressed") else image_topic
+                info_topic = base.rsplit("/", 1)[0] + "/camera_info"
+            if camera_info_topic is not None and camera_info_topic not in topics:
+                listing = ", ".join(sorted(topics))
+                raise ValueError(f"camera_info topic {camera_info_topic!r} not found in {self.path}; "
+                                 f"available topics: {listing}")
+            wanted = [c for c in reader.connections if c.topic == image_topic or
+                      (c.topic == info_topic and c.msgtype == CAMERA_INFO_TYPE)]
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+            frames: list[tuple[float, str]] = []
+            K_info = None
+            for connection, bag_time_ns, raw in reader.messages(connections=wanted):
+                msg = reader.deserialize(raw, connection.msgtype)
+                if connection.topic == info_topic:
+                    if K_info is None:
+                        K_info = Intrinsics.from_matrix(_camera_info_K(msg), width=int(msg.width),
+                                                        height=int(msg.height))
+                    continue
+                rgb = decode_image_msg(msg, connection.msgtype)
+                name = f"frame_{len(frames):07d}.png"
+                write_png(self.cache_dir / name, rgb)
+                frames.append((_stamp_s(msg, bag_time_ns), name))
+        frames.sort(key=lambda item: item[0])  # stable: equal stamps keep bag order
+        index = {"meta": self._expected_meta(camera_info_topic), "stamps_s": [s for s, _ in frames],
+                 "files": [n for _, n in frames], "intrinsics": None if K_info is None else K_info.to_dict()}
+        (self.cache_dir / "index.json").write_text(json.dumps(index))
+        return index
+
+    # ----------------------------------------------------------------------------------- frames
+    def __len__(self) -> int:
+        return len(self.stamps_s)
+
+    def frame_id(self, i: int) -> str:
+        return f"{i:06d}"
+
+    def image_rgb(self, i: int) -> np.ndarray:
+        return read_rgb(self.cache_dir / self._files[i])
+
+    def intrinsics(self, i: int) -> Intrinsics:
+        return self._K

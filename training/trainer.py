@@ -1,0 +1,575 @@
+"""Self-supervised trainer: config -> models, losses, data -> optimiser steps, logs, checkpoints.
+
+One process: ``Trainer(load_config(path), out_dir).fit()``. Several (GPUs, nodes, or CPU processes
+with gloo): launch with ``torchrun``; every process runs the same code, DistributedDataParallel keeps
+the weights identical and only rank 0 logs, validates and writes checkpoints.
+
+Determinism and resume: the data order of epoch e comes from a DistributedSampler seeded with
+``seed`` and ``set_epoch(e)``; every step re-seeds torch / numpy / random from (seed, step, rank) and
+the DataLoader workers from (seed, epoch, worker, rank). A resumed run restores the weights, optimiser,
+scheduler, GradScaler and step, replays the data loader to the same position of the same epoch, and
+so continues the loss curve it would have followed without the interruption.
+
+Output folder: ``config.yaml``, ``checkpoints/step_XXXXXXXX.pt`` + ``last.pt`` (format of
+``depth_sfm_ros.models.checkpoint``), ``tb/`` (TensorBoard), ``metrics.jsonl`` (one JSON line per log).
+"""
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import random
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+import torch.nn as nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from depth_sfm_training.config import dump_config, validate
+from depth_sfm_training.distributed import (DistInfo, all_reduce_mean, barrier, broadcast_object,
+                                            dist_info_from_env, init_distributed, resolve_device)
+from depth_sfm_training.forward import ForwardOutputs, TrainingForward
+from depth_sfm_training.logging_utils import Progress, TrainLogger, colorize, to_uint8_image
+from depth_sfm_training.loss_adapter import build_loss_config, build_loss_inputs
+from depth_sfm_training.losses import FrameBatchOutputs, compute_losses
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Trainer", "TrainResult", "seed_everything", "model_config_from", "git_commit"]
+
+
+# ----------------------------------------------------------------------------------------- seeding
+def _mix_seed(*parts: int) -> int:
+    """A 31-bit seed from several integers (stable across runs and platforms)."""
+    h = 0x345678
+    for p in parts:
+        h = (h * 1000003) ^ (int(p) & 0xFFFFFFFF)
+        h &= 0xFFFFFFFFFFFF
+    return h % (2 ** 31 - 1)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python ``random``, numpy's global RNG and torch (CPU and every CUDA device)."""
+    random.seed(seed)
+    np.random.seed(seed % (2 ** 32))
+    torch.manual_seed(seed)
+
+
+def _worker_init(worker_id: int) -> None:
+    """DataLoader worker seeding: torch already gives each worker base_seed + id; numpy and random follow."""
+    seed = torch.initial_seed() % (2 ** 31 - 1)
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+def git_commit(path: Path | None = None) -> str | None:
+    """The commit of the code being trained (with ``+dirty`` when the tree has changes), or None."""
+    cwd = str(path or Path(__file__).resolve().parent)
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True,
+                                timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
+                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return commit + ("+dirty" if dirty else "") if commit else None
+
+
+# ------------------------------------------------------------------------------------------ config
+def model_config_from(config: dict[str, Any]) -> dict[str, Any]:
+    """The ``build_models`` config of a training config (the model section + the input size)."""
+    m = config["model"]
+    out = {
+        "encoder": m["encoder"],
+        "pose_encoder": m["pose_encoder"],
+        "num_scales": m["num_scales"],
+        "min_depth": m["min_depth"],
+        "max_depth": m["max_depth"],
+        "height": config["data"]["height"],
+        "width": config["data"]["width"],
+        "use_motion_net": m["use_motion_net"],
+        "use_obj_pose": m["use_obj_pose"],
+        "weights_path": m["weights_path"],
+        "pose_weights_path": m["pose_weights_path"],
+    }
+    out.update(m["extra"])
+    return out
+
+
+def dataset_config_from(config: dict[str, Any], split: str) -> dict[str, Any] | None:
+    """The ``build_dataset`` config for ``split`` = "train" or "val" (None: no validation set)."""
+    d = config["data"]
+    if split == "train":
+        kind, path, split_name, augment = d["dataset"], d["path"], d["split"], d["augment"]
+    elif split == "val":
+        if d["val_path"] is None:
+            return None
+        kind, path, split_name, augment = d["val_dataset"] or d["dataset"], d["val_path"], d["val_split"], False
+    else:
+        raise ValueError(f"split must be train or val, got {split!r}")
+    out = {"type": kind, "path": path, "split": split_name, "height": d["height"], "width": d["width"],
+           "frame_offsets": list(d["frame_offsets"]), "stride": d["stride"], "augment": augment,
+           "seed": config["seed"]}
+    out.update(d["extra"])
+    return out
+
+
+@dataclass
+class TrainResult:
+    """What :meth:`Trainer.fit` returns: the step reached, per-step total losses of THIS run (a resumed
+    run holds only the steps it ran), the last validation metrics and the last checkpoint path."""
+
+    step: int
+    losses: list[float] = field(default_factory=list)
+    val_metrics: dict[str, Any] = field(default_factory=dict)
+    last_checkpoint: Path | None = None
+
+
+# ----------------------------------------------------------------------------------------- trainer
+class Trainer:
+    """Builds everything from a validated config (see ``configs/defaults.yaml``) and trains.
+
+    Args:
+        config: a config from :func:`depth_sfm_training.config.load_config` (validated again here).
+        out_dir: output folder (created); None = no files at all (tests, benchmarks).
+        resume: checkpoint to continue from (weights, optimiser, scheduler, step).
+        dist_info: rank/world size; default from torchrun's environment variables.
+        train_set, val_set: datasets built by the caller (sample contract of ``depth_sfm_training.datasets``)
+            instead of ``build_dataset(data...)``; ``val_set`` is used only when ``train_set`` is given.
+    """
+
+    def __init__(self, config: dict[str, Any], out_dir: str | Path | None = None, resume: str | Path | None = None,
+                 dist_info: DistInfo | None = None, train_set: Dataset | None = None,
+                 val_set: Dataset | None = None) -> None:
+        from depth_sfm_ros.models.bundle import build_models, validate_model_config
+        self.config = validate(copy.deepcopy(config))
+        self.dist = dist_info or dist_info_from_env()
+        self.device = resolve_device(self.config["device"], self.dist)
+        init_distributed(self.dist, self.device)
+        self.seed = int(self.config["seed"])
+        seed_everything(_mix_seed(self.seed, self.dist.rank))
+        if self.config["deterministic"]:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        self.out_dir = Path(out_dir) if out_dir is not None else None
+        self.is_main = self.dist.is_main
+
+        # models: every rank builds from the same seed; DDP also broadcasts rank 0's weights
+        torch.manual_seed(self.seed)
+        self.model_config = validate_model_config(model_config_from(self.config))
+        self.bundle = build_models(self.model_config).to(self.device)
+        losses = self.config["losses"]
+        self.loss_config = build_loss_config(self.config)
+        self.forward_module = TrainingForward(
+            self.bundle, self.model_config["min_depth"], self.model_config["max_depth"],
+            need_reverse_pose=bool(losses["cycle"] or losses["blank_mask"]),
+            need_source_depth=bool(losses["geometric"] or losses["blank_mask"] or losses["instance"]),
+            use_motion=bool(self.model_config["use_motion_net"]),
+            explainability=bool(losses["explainability"]),
+            instance=bool(losses["instance"]),
+            forward_upsample=int(losses["forward_upsample"]))
+        self.model: nn.Module = self.forward_module
+        if self.dist.enabled:
+            self.model = DistributedDataParallel(
+                self.forward_module, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=bool(self.config["train"]["find_unused_parameters"]))
+        self.prior = _DepthPrior(self.config, self.bundle, self.device)
+
+        # optimiser and schedule
+        o = self.config["optim"]
+        params = [p for p in self.bundle.parameters() if p.requires_grad]
+        opt_cls = torch.optim.Adam if o["name"] == "adam" else torch.optim.AdamW
+        self.optimizer = opt_cls(params, lr=o["lr"], betas=tuple(o["betas"]), weight_decay=o["weight_decay"])
+        self.scheduler = (torch.optim.lr_scheduler.StepLR(self.optimizer, step_size=o["step_size"], gamma=o["gamma"])
+                          if o["scheduler"] == "step" else None)
+        amp = bool(self.config["train"]["amp"])
+        self.amp_dtype = torch.float16 if self.device.type == "cuda" else torch.bfloat16
+        self.amp = amp
+        self.scaler = torch.amp.GradScaler("cuda", enabled=amp and self.device.type == "cuda")
+
+        # data
+        if train_set is None:
+            from depth_sfm_training.datasets import build_dataset
+
+            train_set = build_dataset(dataset_config_from(self.config, "train"))
+            val_cfg = dataset_config_from(self.config, "val")
+            val_set = build_dataset(val_cfg) if (val_cfg is not None and self.is_main) else None
+        self.train_set = train_set
+        self.val_set = val_set if self.is_main else None
+        if len(self.train_set) == 0:
+            raise ValueError(f"training dataset {self.config['data']['path']} has no samples")
+        self.sampler = DistributedSampler(self.train_set, num_replicas=self.dist.world_size, rank=self.dist.rank,
+                                          shuffle=True, seed=self.seed, drop_last=True)
+        batch = self.config["train"]["batch_size"]
+        if len(self.sampler) < batch:
+            raise ValueError(f"batch_size {batch} is larger than the {len(self.sampler)} training samples per process")
+        self.loader = DataLoader(self.train_set, batch_size=batch, sampler=self.sampler, drop_last=True,
+                                 num_workers=self.config["train"]["num_workers"], worker_init_fn=_worker_init,
+                                 pin_memory=self.device.type == "cuda",
+                                 persistent_workers=False)
+
+        self.steps_per_epoch = len(self.loader)
+        t = self.config["train"]
+        self.total_steps = t["max_steps"] if t["max_steps"] > 0 else t["epochs"] * self.steps_per_epoch
+        self.step = 0
+        self.history: list[float] = []
+        if resume is not None:
+            self._load_resume(Path(resume))
+        self.commit = git_commit()
+        self.logger: TrainLogger | None = None
+
+    # ------------------------------------------------------------------------------ checkpoints
+    def _load_resume(self, path: Path) -> None:
+        from depth_sfm_ros.models.checkpoint import load_checkpoint
+
+        ckpt = load_checkpoint(path, map_location=self.device)
+        if ckpt["model_config"] != self.model_config:
+            raise ValueError(f"{path}: model config {ckpt['model_config']} does not match this run's "
+                             f"{self.model_config}")
+        _load_bundle_state(self.bundle, ckpt["state_dict"])
+        if ckpt.get("optimizer") is None:
+            raise ValueError(f"{path}: checkpoint has no optimizer state; it cannot be resumed (use it as weights)")
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        extra = ckpt.get("extra") or {}
+        if self.scheduler is not None and extra.get("scheduler") is not None:
+            self.scheduler.load_state_dict(extra["scheduler"])
+        if extra.get("scaler") and self.scaler.is_enabled():
+            self.scaler.load_state_dict(extra["scaler"])
+        if extra.get("prior_taken_at") is not None:
+            self.prior.load_state(_prior_path(path), int(extra["prior_taken_at"]), self.device)
+        self.step = int(ckpt["step"])
+        log.info("resumed %s at step %d", path, self.step)
+
+    def save_checkpoint(self, path: Path) -> Path:
+        """Write a resumable checkpoint (rank 0 only; other ranks return without writing)."""
+        from depth_sfm_ros.models.checkpoint import save_checkpoint
+
+        if not self.is_main:
+            return path
+        extra = {"scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+                 "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
+                 "prior_taken_at": self.prior.save_state(_prior_path(path)),
+                 "steps_per_epoch": self.steps_per_epoch,
+                 "world_size": self.dist.world_size,
+                 "trainer_git_commit": self.commit}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_checkpoint(path, self.bundle, self.model_config, self.config, step=self.step,
+                        epoch=self.step // self.steps_per_epoch, optimizer_state=self.optimizer.state_dict(),
+                        extra=extra)
+        return path
+
+    def _rotate_checkpoints(self, ckpt_dir: Path) -> None:
+        keep = self.config["log"]["keep_last"]
+        if keep <= 0:
+            return
+        for old in sorted(p for p in ckpt_dir.glob("step_*.pt") if not p.name.endswith(".prior.pt"))[:-keep]:
+            old.unlink()
+            _prior_path(old).unlink(missing_ok=True)
+
+    # ------------------------------------------------------------------------------------- data
+    def _batches(self) -> Iterator[tuple[int, dict[str, Any]]]:
+        """Yield (epoch, batch) from the current step on, replaying the epoch's order after a resume."""
+        epoch, skip = divmod(self.step, self.steps_per_epoch)
+        while True:
+            self.sampler.set_epoch(epoch)
+            if hasattr(self.train_set, "set_epoch"):
+                self.train_set.set_epoch(epoch)  # the dataset's augmentation draws depend on the epoch
+            generator = torch.Generator().manual_seed(_mix_seed(self.seed, epoch, self.dist.rank))
+            loader = DataLoader(self.train_set, batch_size=self.loader.batch_size, sampler=self.sampler,
+                                drop_last=True, num_workers=self.loader.num_workers, worker_init_fn=_worker_init,
+                                pin_memory=self.loader.pin_memory, generator=generator)
+            for i, batch in enumerate(loader):
+                if i < skip:
+                    continue  # replay: loading (not training on) the batches already seen keeps worker RNGs in step
+                yield epoch, batch
+            skip = 0
+            epoch += 1
+
+    def _to_device(self, batch: dict[str, Any]) -> dict[str, Any]:
+        return {k: v.to(self.device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+    # ------------------------------------------------------------------------------------- steps
+    def train_step(self, batch: dict[str, Any]) -> tuple[dict[str, float], ForwardOutputs, FrameBatchOutputs]:
+        """One optimiser step on a batch already on the device; returns the scalar terms (mean over ranks)."""
+        self.model.train()
+        images = batch["images"]
+        with torch.autocast(device_type=self.device.type, dtype=self.amp_dtype, enabled=self.amp):
+            outputs = self.model(images, batch["K"], batch.get("instance_ids"))
+        prior = self.prior.depth(images[:, 0], self.step)
+        loss_inputs = build_loss_inputs(outputs, batch, prior, self.loss_config,
+                                        use_dataset_dynamic_masks=self.config["data"]["use_dynamic_masks"])
+        generator = torch.Generator(device=self.device).manual_seed(_mix_seed(self.seed, self.step, self.dist.rank))
+        total, terms = compute_losses(loss_inputs, self.loss_config, generator=generator)
+        if not torch.isfinite(total):
+            raise FloatingPointError(f"step {self.step}: loss is {float(total)}; terms "
+                                     f"{ {k: float(v) for k, v in terms.items()} }")
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(total).backward()
+        grad_clip = self.config["optim"]["grad_clip"]
+        if grad_clip > 0:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.bundle.parameters(), grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        values = {"total": float(all_reduce_mean(total.float(), self.dist))}
+        for name, value in terms.items():
+            v = value if isinstance(value, torch.Tensor) else torch.tensor(float(value))
+            values[name] = float(all_reduce_mean(v.detach().float().to(self.device), self.dist))
+        return values, outputs, loss_inputs
+
+    def _scheduler_step(self, epoch_done: bool) -> None:
+        if self.scheduler is None:
+            return
+        unit = self.config["optim"]["scheduler_unit"]
+        if unit == "step" or (unit == "epoch" and epoch_done):
+            self.scheduler.step()
+
+    def fit(self) -> TrainResult:
+        """Train until ``train.max_steps`` (or ``train.epochs``); returns a :class:`TrainResult`."""
+        cfg_log = self.config["log"]
+        out_dir = broadcast_object(str(self.out_dir) if self.out_dir else None, self.dist)
+        ckpt_dir = Path(out_dir) / "checkpoints" if out_dir else None
+        if self.is_main and out_dir:
+            Path(out_dir).mkdir(parents=True, exist_ok=True)
+            (Path(out_dir) / "config.yaml").write_text(dump_config(self.config), encoding="utf-8")
+        self.logger = TrainLogger(Path(out_dir) / "tb" if out_dir else None,
+                                  enabled=self.is_main and bool(out_dir) and cfg_log["tensorboard"])
+        progress = Progress(self.total_steps, self.step, enabled=self.is_main and cfg_log["progress_bar"])
+        metrics_file = open(Path(out_dir) / "metrics.jsonl", "a", encoding="utf-8") if (self.is_main and out_dir) else None
+        result = TrainResult(step=self.step)
+        try:
+            if self.is_main and self.logger.writer is not None:
+                self.logger.text("config", "```\n" + dump_config(self.config) + "\n```")
+            batches = self._batches()
+            while self.step < self.total_steps:
+                epoch, batch = next(batches)
+                # reseeding per step makes random choices inside the losses reproducible after a resume
+                seed_everything(_mix_seed(self.seed, self.step, self.dist.rank))
+                batch = self._to_device(batch)
+                t0 = time.perf_counter()
+                values, outputs, loss_inputs = self.train_step(batch)
+                self.step += 1
+                self.history.append(values["total"])
+                result.losses.append(values["total"])
+                epoch_done = self.step % self.steps_per_epoch == 0
+                self._scheduler_step(epoch_done)
+                rate = progress.update(self.step, values)
+                if self.is_main and cfg_log["log_every"] and self.step % cfg_log["log_every"] == 0:
+                    values_out = dict(values, lr=self.optimizer.param_groups[0]["lr"], steps_per_s=rate,
+                                      step_time_s=time.perf_counter() - t0)
+                    self.logger.scalars(values_out, self.step)
+                    if metrics_file is not None:
+                        metrics_file.write(json.dumps({"step": self.step, "epoch": epoch, **values_out}) + "\n")
+                        metrics_file.flush()
+                if self.is_main and cfg_log["image_log_every"] and self.step % cfg_log["image_log_every"] == 0:
+                    self.logger.images(training_images(outputs, loss_inputs), self.step)
+                final = self.step >= self.total_steps
+                if (cfg_log["val_every"] and self.step % cfg_log["val_every"] == 0) or \
+                        (not cfg_log["val_every"] and epoch_done) or final:
+                    metrics = self.validate()
+                    if metrics:
+                        result.val_metrics = metrics
+                        self.logger.scalars({k: v for k, v in metrics.get("all", {}).items()
+                                             if isinstance(v, (int, float))}, self.step, prefix="val")
+                        if metrics_file is not None:
+                            metrics_file.write(json.dumps({"step": self.step, "val": metrics}) + "\n")
+                            metrics_file.flush()
+                if ckpt_dir is not None and ((cfg_log["checkpoint_every"] and self.step % cfg_log["checkpoint_every"] == 0)
+                                             or epoch_done or final):
+                    if self.is_main:
+                        path = self.save_checkpoint(ckpt_dir / f"step_{self.step:08d}.pt")
+                        self._rotate_checkpoints(ckpt_dir)
+                        self.save_checkpoint(ckpt_dir / "last.pt")
+                        result.last_checkpoint = ckpt_dir / "last.pt"
+                        log.debug("checkpoint %s", path)
+                    barrier(self.dist)
+        finally:
+            progress.close()
+            self.logger.close()
+            if metrics_file is not None:
+                metrics_file.close()
+        result.step = self.step
+        return result
+
+    # ------------------------------------------------------------------------------- validation
+    @torch.no_grad()
+    def validate(self) -> dict[str, Any]:
+        """Median-scaled depth metrics (all / static / dynamic) on the held-out set (rank 0; {} without GT)."""
+        if self.val_set is None or not self.is_main:
+            return {}
+        return evaluate_depth(self.bundle, self.val_set, self.model_config, self.device,
+                              max_frames=self.config["log"]["val_max_frames"],
+                              min_depth=self.config["log"]["val_min_depth"],
+                              max_depth=self.config["log"]["val_max_depth"])
+
+
+def _load_bundle_state(bundle: nn.Module, state: dict[str, Any]) -> None:
+    """Load the checkpoint's per-network state dicts ({depth, pose, motion, obj_pose}) into the bundle."""
+    for name, sub_state in state.items():
+        net = getattr(bundle, name, None)
+        if sub_state is None:
+            continue
+        if net is None:
+            raise ValueError(f"checkpoint has weights for {name!r} but the model bundle has no such network")
+        net.load_state_dict(sub_state)
+
+
+def _prior_path(checkpoint: Path) -> Path:
+    """Where the normal-loss prior snapshot of a checkpoint lives (``X.pt`` -> ``X.prior.pt``)."""
+    return checkpoint.with_name(checkpoint.stem + ".prior.pt")
+
+
+def _full_res(disps: Any) -> torch.Tensor:
+    return disps if isinstance(disps, torch.Tensor) else disps[0]
+
+
+@torch.no_grad()
+def predict_depth(bundle: nn.Module, image: torch.Tensor, model_config: dict[str, Any]) -> torch.Tensor:
+    """Depth (B, 1, H, W) in network units of images (B, 3, H, W), eval mode."""
+    from depth_sfm_ros.models.layers import disp_to_depth
+
+    was_training = bundle.training
+    bundle.eval()
+    try:
+        disp = _full_res(bundle.depth(image))
+    finally:
+        bundle.train(was_training)
+    return disp_to_depth(disp, model_config["min_depth"], model_config["max_depth"])[1]
+
+
+@torch.no_grad()
+def evaluate_depth(bundle: nn.Module, dataset, model_config: dict[str, Any], device: torch.device,
+                   max_frames: int = 200, min_depth: float = 1e-3, max_depth: float = 80.0) -> dict[str, Any]:
+    """Mean per-image median-scaled metrics over up to ``max_frames`` evenly spaced samples with
+    ``depth_gt``; regions static / dynamic when the sample has a dynamic mask. {} when no GT depth."""
+    from depth_sfm_ros.metrics import DepthMetricsAccumulator, compute_depth_metrics_by_region
+
+    n = len(dataset)
+    if n == 0:
+        return {}
+    indices = np.unique(np.linspace(0, n - 1, num=min(n, max(1, max_frames))).round().astype(int))
+    acc = DepthMetricsAccumulator()
+    used = 0
+    for i in indices:
+        sample = dataset[int(i)]
+        if "depth_gt" not in sample:
+            return {}
+        image = sample["images"][0:1].to(device)
+        pred = predict_depth(bundle, image, model_config)[0, 0].float().cpu().numpy()
+        gt = sample["depth_gt"][0].numpy()
+        dyn = sample["dynamic_mask"][0, 0].numpy() > 0.5 if bool(sample.get("has_dynamic_mask", False)) else None
+        acc.add_regions(compute_depth_metrics_by_region(pred, gt, dyn, min_depth=min_depth, max_depth=max_depth))
+        used += 1
+    out = acc.result()
+    out["n_frames"] = used
+    return out
+
+
+def training_images(outputs: ForwardOutputs, inputs: FrameBatchOutputs, index: int = 0) -> dict[str, np.ndarray]:
+    """TensorBoard images of sample ``index``: target, disparity (colormap), a warped source, masks."""
+    from depth_sfm_ros.geometry.ops import inverse_warp
+
+    images: dict[str, np.ndarray] = {"target": to_uint8_image(inputs.target_image[index])}
+    images["disparity"] = colorize(outputs.disps[0][index].detach())
+    warp = inverse_warp(inputs.source_images[0][index:index + 1].detach().float(),
+                        outputs.depths[0][index:index + 1].detach().float(),
+                        outputs.T_src_tgt[0][index:index + 1].detach().float(), inputs.K[index:index + 1].float())
+    images["warped_source0"] = to_uint8_image(warp.image[0])
+    images["warp_valid_source0"] = to_uint8_image(warp.valid[0])
+    if outputs.dynamic_prob:
+        images["dynamic_prob_source0"] = to_uint8_image(outputs.dynamic_prob[0][index].detach())
+    if inputs.dynamic_masks is not None:
+        images["dynamic_mask_used"] = to_uint8_image(inputs.dynamic_masks[index])
+    if inputs.instance_ids is not None:
+        ids = inputs.instance_ids[index].float()
+        images["instances"] = colorize(ids, vmin=0.0, vmax=max(float(ids.max()), 1.0), colormap="jet")
+    return images
+
+
+class _DepthPrior:
+    """Depth prior for the seed-000 normal losses: a frozen copy of the depth net.
+
+    ``depth_prior.source: snapshot`` copies the current depth net every ``refresh_steps``
+    (self-distillation; the first copy is taken at the start, so it is useful only after some training
+    or with a resume); ``checkpoint`` loads the depth net of ``depth_prior.checkpoint`` once. Disabled -> ``depth()`` gives None.
+    """
+
+    def __init__(self, config: dict[str, Any], bundle: nn.Module, device: torch.device) -> None:
+        n = config["depth_prior"]
+        self.enabled = bool(config["losses"]["normal"] or config["losses"]["ranking"])
+        self.mode = n["source"]
+        self.refresh = int(n["refresh_steps"])
+        self.min_depth = float(config["model"]["min_depth"])
+        self.max_depth = float(config["model"]["max_depth"])
+        self.bundle = bundle
+        self.net: nn.Module | None = None
+        self.taken_at = -1
+        if not self.enabled:
+            return
+        if self.mode == "checkpoint":
+            from depth_sfm_ros.models.checkpoint import build_from_checkpoint
+
+            if not n["checkpoint"]:
+                raise ValueError("depth_prior.source is 'checkpoint' but depth_prior.checkpoint is not set")
+            prior_bundle, prior_cfg = build_from_checkpoint(n["checkpoint"])
+            self.net = prior_bundle.depth.to(device)
+            self.min_depth, self.max_depth = float(prior_cfg["min_depth"]), float(prior_cfg["max_depth"])
+            self._freeze()
+
+    def _freeze(self) -> None:
+        assert self.net is not None
+        self.net.eval()
+        for p in self.net.parameters():
+            p.requires_grad_(False)
+
+    def _snapshot(self, step: int) -> None:
+        self.net = copy.deepcopy(self.bundle.depth)
+        self._freeze()
+        self.taken_at = step
+
+    def save_state(self, path: Path) -> int | None:
+        """Write the snapshot's weights next to a checkpoint (tensors only); returns the step it was
+        taken at, or None when there is no snapshot to save."""
+        if not self.enabled or self.mode != "snapshot" or self.net is None:
+            return None
+        tmp = path.with_name(path.name + ".tmp")
+        torch.save({k: v.detach().cpu() for k, v in self.net.state_dict().items()}, tmp)
+        tmp.replace(path)
+        return self.taken_at
+
+    def load_state(self, path: Path, taken_at: int, device: torch.device) -> None:
+        """Restore the snapshot written by :meth:`save_state` (``weights_only`` loading)."""
+        if not self.enabled or self.mode != "snapshot":
+            return
+        if not path.is_file():
+            raise FileNotFoundError(f"normal-loss prior snapshot {path} (written with the checkpoint) is missing")
+        self._snapshot(taken_at)
+        self.net.load_state_dict(torch.load(path, map_location=device, weights_only=True))
+        self.net.to(device)
+
+    @torch.no_grad()
+    def depth(self, image: torch.Tensor, step: int) -> torch.Tensor | None:
+        """Prior depth (B, 1, H, W) of the target images (B, 3, H, W), or None when disabled."""
+        from depth_sfm_ros.models.layers import disp_to_depth
+
+        if not self.enabled:
+            return None
+        if self.mode == "snapshot" and (self.net is None or step - self.taken_at >= self.refresh):
+            self._snapshot(step)
+        disp = _full_res(self.net(image))
+        return disp_to_depth(disp.float(), self.min_depth, self.max_depth)[1]
+
+
+def mean_window_drop(losses: list[float], window: int) -> float:
+    """Relative drop of the mean loss from the first ``window`` steps to the last ``window`` steps."""
+    if window < 1 or len(losses) < 2 * window:
+        raise ValueError(f"need at least {2 * window} losses for windows of {window}, got {len(losses)}")
+    first = float(np.mean(losses[:window]))
+    last = float(np.mean(losses[-window:]))
+    return (first - last) / first if first and math.isfinite(first) else math.nan
