@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from depth_sfm_ros import metrics as M
-from depth_sfm_ros.bag.eval_bag import evaluate_bag, resize_depth, resize_mask
+from depth_sfm_ros.bag.eval_bag import evaluate_bag
+from depth_sfm_ros.bag.scoring import resize_depth, resize_mask
 from depth_sfm_ros.bag.reader import BagFrameReader, topic_selection
 from test_eval_bag_support import HEIGHT, WIDTH, synthetic_sequence, write_bag
 
@@ -21,6 +22,16 @@ def model_dir(tmp_path_factory) -> Path:
     pytest.importorskip("torch")
     from depth_sfm_ros.runtime.tiny_model import export_tiny_model_dir
     return export_tiny_model_dir(tmp_path_factory.mktemp("model") / "tiny", height=HEIGHT, width=WIDTH)
+
+
+@pytest.fixture(scope="module")
+def cfg(model_dir: Path):
+    """The node's configuration (scale_mode none) with the published depth range opened up: the untrained
+    tiny model's depth (network units, ~0.2) lies below the node's min_depth_m and would all be NaN."""
+    from dataclasses import replace
+
+    from depth_sfm_ros.bag.eval_bag import node_pipeline_config
+    return replace(node_pipeline_config(model_dir, "onnxruntime", "cpu", "none"), min_depth_m=0.01)
 
 
 @pytest.fixture(scope="module")
@@ -37,19 +48,15 @@ def synth_bag(tmp_path_factory, seq) -> Path:
     return path
 
 
-def _pipeline(model_dir: Path):
-    from depth_sfm_ros.runtime.pipeline import Pipeline, PipelineConfig
-    return Pipeline(PipelineConfig(model=str(model_dir), backend="onnxruntime", device="cpu"))
-
-
-def test_metrics_match_a_direct_computation(tmp_path: Path, model_dir: Path, seq, synth_bag: Path):
+def test_metrics_match_a_direct_computation(tmp_path: Path, cfg, seq, synth_bag: Path):
     out = tmp_path / "out"
-    metrics = evaluate_bag(synth_bag, out, model=model_dir, backend="onnxruntime")
+    metrics = evaluate_bag(synth_bag, out, pipeline_config=cfg)
     assert json.loads((out / "metrics.json").read_text()) == metrics  # strict JSON (no NaN)
     assert metrics["frames"] == len(seq)
 
     # the same frames straight from the renderer through a fresh pipeline, scored with depth_sfm_ros.metrics
-    pipeline = _pipeline(model_dir)
+    from depth_sfm_ros.runtime.pipeline import Pipeline
+    pipeline = Pipeline(cfg)
     acc = M.DepthMetricsAccumulator()
     tp = fp = fn = 0
     est, gt = [], []
@@ -91,22 +98,22 @@ def test_metrics_match_a_direct_computation(tmp_path: Path, model_dir: Path, seq
 
 
 @pytest.mark.parametrize("storage,compressed", [("sqlite3", True), ("ros1", False), ("ros1", True)])
-def test_storage_formats_and_compressed_images_give_the_same_numbers(tmp_path: Path, model_dir: Path, seq,
-                                                                     storage: str, compressed: bool):
+def test_storage_formats_and_compressed_images_give_the_same_numbers(tmp_path: Path, cfg, storage: str,
+                                                                     compressed: bool):
     short = synthetic_sequence(5)
-    reference = evaluate_bag(write_bag(tmp_path / "ref", short, "mcap"), tmp_path / "ref_out", model=model_dir,
+    reference = evaluate_bag(write_bag(tmp_path / "ref", short, "mcap"), tmp_path / "ref_out", pipeline_config=cfg,
                              report=False)
     bag = write_bag(tmp_path / "bag", short, storage, compressed=compressed)
     topic = "/camera/image_raw/compressed" if compressed else "/camera/image_raw"
-    metrics = evaluate_bag(bag, tmp_path / "out", image_topic=topic, model=model_dir, report=False)
+    metrics = evaluate_bag(bag, tmp_path / "out", image_topic=topic, pipeline_config=cfg, report=False)
     assert metrics["frames"] == 5
     for section, name in (("depth", "abs_rel"), ("depth", "rmse"), ("mask", "iou"), ("odometry", "ate_m")):
         assert metrics[section][name] == pytest.approx(reference[section][name], rel=1e-6), (section, name)
 
 
-def test_missing_ground_truth_leaves_sections_out_and_says_so(tmp_path: Path, model_dir: Path, seq):
+def test_missing_ground_truth_leaves_sections_out_and_says_so(tmp_path: Path, cfg, seq):
     bag = write_bag(tmp_path / "bag", seq, "mcap", streams=("depth",))
-    metrics = evaluate_bag(bag, tmp_path / "out", model=model_dir)
+    metrics = evaluate_bag(bag, tmp_path / "out", pipeline_config=cfg)
     assert metrics["frames"] == len(seq)
     assert "depth" in metrics and metrics["depth"]["regions"] == {}  # no mask: no static/dynamic split
     assert "odometry" not in metrics and "mask" not in metrics
@@ -117,27 +124,30 @@ def test_missing_ground_truth_leaves_sections_out_and_says_so(tmp_path: Path, mo
     assert "## Odometry" not in md and "no odometry metrics" in md and "Not drawn (no data for them): trajectory" in md
 
     bare = write_bag(tmp_path / "bare", seq, "mcap", streams=())
-    metrics = evaluate_bag(bare, tmp_path / "bare_out", model=model_dir, gt_depth_topic="", report=False)
+    metrics = evaluate_bag(bare, tmp_path / "bare_out", pipeline_config=cfg, gt_depth_topic="", report=False)
     assert set(metrics) >= {"frames", "speed", "scale"} and "depth" not in metrics
     assert any("no ground-truth depth stream requested" in n for n in metrics["notes"])
 
 
-def test_truncated_bag_keeps_the_metrics_of_the_frames_read(tmp_path: Path, model_dir: Path):
+def test_truncated_bag_keeps_the_metrics_of_the_frames_read(tmp_path: Path, cfg, model_dir: Path):
     from depth_sfm_ros.cli import main
     seq = synthetic_sequence(16)
     bag = write_bag(tmp_path / "bag", seq, "mcap")
     mcap = next(bag.glob("*.mcap"))
     mcap.write_bytes(mcap.read_bytes()[: int(mcap.stat().st_size * 0.6)])
     out = tmp_path / "out"
-    code = main(["eval-bag", str(bag), "--out", str(out), "--model", str(model_dir), "--no-progress"])
-    assert code == 1  # results written, but the bag was damaged
-    metrics = json.loads((out / "metrics.json").read_text())
+    metrics = evaluate_bag(bag, out, pipeline_config=cfg)
+    assert json.loads((out / "metrics.json").read_text()) == metrics
     assert 0 < metrics["frames"] < len(seq)
     assert metrics["bag_error"]["frames_read"] == metrics["frames"]
     # the cut may fall between a frame's image and its GT depth
     assert metrics["frames"] - 1 <= metrics["depth"]["n_images"] <= metrics["frames"]
     assert any("truncated or corrupt" in n for n in metrics["notes"])
     assert "The bag is truncated or corrupt" in (out / "report.md").read_text()
+    code = main(["eval-bag", str(bag), "--out", str(tmp_path / "cli"), "--model", str(model_dir), "--no-progress"])
+    assert code == 1  # results written, but the bag was damaged
+    cli = json.loads((tmp_path / "cli" / "metrics.json").read_text())
+    assert cli["frames"] == metrics["frames"] and cli["bag_error"] == metrics["bag_error"]
 
 
 def test_wrong_topic_fails_listing_the_topics(tmp_path: Path, model_dir: Path, seq, capsys):
@@ -151,14 +161,14 @@ def test_wrong_topic_fails_listing_the_topics(tmp_path: Path, model_dir: Path, s
     assert not (tmp_path / "out" / "metrics.json").exists()
 
 
-def test_output_bag_holds_inputs_and_predictions_with_the_input_stamps(tmp_path: Path, model_dir: Path, seq):
+def test_output_bag_holds_inputs_and_predictions_with_the_input_stamps(tmp_path: Path, cfg, seq):
     bag = write_bag(tmp_path / "bag", seq, "sqlite3", compressed=True)
     results = {}
 
     def keep(frame, result):
         results[frame.stamp_ns] = (result.depth_m.copy(), result.T_odom_cam.matrix.copy())
 
-    metrics = evaluate_bag(bag, tmp_path / "out", image_topic="/camera/image_raw/compressed", model=model_dir,
+    metrics = evaluate_bag(bag, tmp_path / "out", image_topic="/camera/image_raw/compressed", pipeline_config=cfg,
                            write_bag=True, report=False, on_frame=keep)
     out_bag = tmp_path / "out" / "output_bag"
     assert metrics["output_bag"]["path"] == str(out_bag)
@@ -181,18 +191,18 @@ def test_output_bag_holds_inputs_and_predictions_with_the_input_stamps(tmp_path:
     assert topics["/tf"] == ("tf2_msgs/msg/TFMessage", len(seq))
 
 
-def test_ground_truth_from_a_kitti_folder(tmp_path: Path, model_dir: Path, seq, synth_bag: Path):
+def test_ground_truth_from_a_kitti_folder(tmp_path: Path, cfg, seq, synth_bag: Path):
     from depth_sfm_ros.synth.kitti import write_kitti_folder
     write_kitti_folder(seq.frames, seq.intrinsics, tmp_path / "kitti")
-    by_topics = evaluate_bag(synth_bag, tmp_path / "a", model=model_dir, report=False)
+    by_topics = evaluate_bag(synth_bag, tmp_path / "a", pipeline_config=cfg, report=False)
     bag = write_bag(tmp_path / "bag", seq, "mcap", streams=("camera_info",))
-    by_folder = evaluate_bag(bag, tmp_path / "b", model=model_dir, gt_kitti=tmp_path / "kitti", report=False)
+    by_folder = evaluate_bag(bag, tmp_path / "b", pipeline_config=cfg, gt_kitti=tmp_path / "kitti", report=False)
     assert by_folder["frames"] == len(seq)
     assert by_folder["depth"]["abs_rel"] == pytest.approx(by_topics["depth"]["abs_rel"], rel=2e-3)  # 1/256 m steps
     assert by_folder["mask"]["iou"] == pytest.approx(by_topics["mask"]["iou"], rel=1e-9)
     assert by_folder["odometry"]["ate_m"] == pytest.approx(by_topics["odometry"]["ate_m"], rel=1e-5)
     with pytest.raises(ValueError, match="has none of"):
-        evaluate_bag(bag, tmp_path / "c", model=model_dir, gt_kitti=tmp_path / "b")
+        evaluate_bag(bag, tmp_path / "c", pipeline_config=cfg, gt_kitti=tmp_path / "b")
 
 
 def test_resize_helpers_keep_holes_and_masks():
@@ -204,17 +214,17 @@ def test_resize_helpers_keep_holes_and_masks():
     assert mask.dtype == bool and mask.sum() == 4 and mask[:2, 2:].all()
 
 
-def test_bad_arguments_are_refused(tmp_path: Path, model_dir: Path, seq):
+def test_bad_arguments_are_refused(tmp_path: Path, cfg, seq):
     bag = write_bag(tmp_path / "bag", seq, "mcap", streams=())
     with pytest.raises(ValueError, match="alignment"):
-        evaluate_bag(bag, tmp_path / "o", model=model_dir, alignment="best")
+        evaluate_bag(bag, tmp_path / "o", pipeline_config=cfg, alignment="best")
     with pytest.raises(ValueError, match="--model"):
         evaluate_bag(bag, tmp_path / "o", model=tmp_path / "no_model")
     with pytest.raises(RuntimeError, match="no frame"):
-        evaluate_bag(bag, tmp_path / "o", model=model_dir, start_s=100.0)
+        evaluate_bag(bag, tmp_path / "o", pipeline_config=cfg, start_s=100.0)
 
 
-def test_images_the_pipeline_refuses_are_skipped_and_reported(tmp_path: Path, model_dir: Path, seq):
+def test_images_the_pipeline_refuses_are_skipped_and_reported(tmp_path: Path, cfg, seq):
     from depth_sfm_ros.bag import rosbags_io as io
     path = tmp_path / "float_images"
     with io.BagWriter(path, storage="mcap") as bag:
@@ -222,4 +232,39 @@ def test_images_the_pipeline_refuses_are_skipped_and_reported(tmp_path: Path, mo
             bag.write("/camera/image_raw", io.image_to_msg(frame.depth_m, "32FC1", frame.stamp_ns, "cam"),
                       frame.stamp_ns)
     with pytest.raises(RuntimeError, match="refused.*32FC1"):
-        evaluate_bag(path, tmp_path / "out", model=model_dir, report=False)
+        evaluate_bag(path, tmp_path / "out", pipeline_config=cfg, report=False)
+
+
+def test_intrinsics_parameter_reaches_the_pipeline(tmp_path: Path, cfg, seq):
+    """--intrinsics stands in for a missing CameraInfo: the pipeline gets them (the depth intrinsics it
+    reports are them scaled to the network size) and the output bag carries them."""
+    from depth_sfm_ros.geometry import Intrinsics
+    bag = write_bag(tmp_path / "bag", seq, "mcap", streams=("depth",))
+    K = Intrinsics(fx=40.0, fy=50.0, cx=47.0, cy=15.0, width=WIDTH, height=HEIGHT)
+    seen = []
+    metrics = evaluate_bag(bag, tmp_path / "out", pipeline_config=cfg, report=False, write_bag=True,
+                           intrinsics=(K.fx, K.fy, K.cx, K.cy), on_frame=lambda f, r: seen.append(r.intrinsics))
+    assert seen == [K] * len(seq)  # the model input is the image size here
+    assert any("/camera/camera_info" in n for n in metrics["notes"])
+    frames = list(BagFrameReader(tmp_path / "out" / "output_bag",
+                                 topic_selection("/camera/image_raw", "/camera/camera_info")))
+    assert [f.intrinsics for f in frames] == [K] * len(seq)
+    with pytest.raises(ValueError, match="fx, fy, cx, cy"):
+        evaluate_bag(bag, tmp_path / "o2", pipeline_config=cfg, intrinsics=(1.0, 2.0))
+
+
+def test_a_bare_mcap_file_is_read(tmp_path: Path, cfg, seq):
+    bag = write_bag(tmp_path / "bag", seq, "mcap", streams=("depth",))
+    metrics = evaluate_bag(next(bag.glob("*.mcap")), tmp_path / "out", pipeline_config=cfg, report=False)
+    assert metrics["frames"] == len(seq) and metrics["depth"]["n_images"] == len(seq)
+
+
+def test_the_default_configuration_is_the_nodes(model_dir: Path):
+    from depth_sfm_ros.bag.eval_bag import node_pipeline_config
+    from depth_sfm_ros.ros.params import PARAMETERS_BY_NAME
+    config = node_pipeline_config(model_dir)
+    for name in ("scale_mode", "min_depth_m", "max_depth_m", "mask_threshold", "max_stamp_gap_s"):
+        assert getattr(config, name) == PARAMETERS_BY_NAME[name].default, name
+    assert node_pipeline_config(model_dir, scale_mode="external").scale_mode == "external"
+    with pytest.raises(ValueError, match="scale_mode"):
+        node_pipeline_config(model_dir, scale_mode="sideways")

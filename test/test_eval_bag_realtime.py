@@ -21,18 +21,28 @@ def model_dir(tmp_path_factory) -> Path:
     return export_tiny_model_dir(tmp_path_factory.mktemp("model") / "tiny", height=HEIGHT, width=WIDTH)
 
 
+def _config(model_dir: Path):
+    """The node's configuration (scale_mode none) with the depth range opened up for the untrained
+    tiny model, whose depth (~0.2 network units) lies below the node's default min_depth_m."""
+    from dataclasses import replace
+
+    from depth_sfm_ros.bag.eval_bag import node_pipeline_config
+    return replace(node_pipeline_config(model_dir, "onnxruntime", "cpu", "none"), min_depth_m=0.01)
+
+
 def _ros_env() -> dict[str, str]:
     """An own DDS domain (from the process id) with localhost-only discovery."""
     return {"ROS_DOMAIN_ID": str(101 + os.getpid() % 100), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
 
 
+@pytest.mark.ros
 @pytest.mark.timeout(180)
 def test_realtime_node_path_matches_the_offline_path(tmp_path: Path, model_dir: Path):
     from depth_sfm_ros.bag.realtime import evaluate_bag_realtime
     seq = synthetic_sequence(10)
     bag = write_bag(tmp_path / "bag", seq, "sqlite3")
     out = tmp_path / "out"
-    metrics = evaluate_bag_realtime(bag, out, model=model_dir, backend="onnxruntime", env=_ros_env())
+    metrics = evaluate_bag_realtime(bag, out, pipeline_config=_config(model_dir), env=_ros_env())
     assert json.loads((out / "metrics.json").read_text()) == metrics
     rt = metrics["realtime"]
     assert rt["frames_played"] == len(seq)
@@ -50,6 +60,7 @@ def test_realtime_node_path_matches_the_offline_path(tmp_path: Path, model_dir: 
     assert 0 < metrics["speed"]["latency_ms_p50"] < 5000
     assert (out / "realtime_bag").is_dir() and (out / "report.html").is_file()
     assert metrics["source"]["path"].startswith("realtime")
+    assert "## Realtime (node over DDS)" in (out / "report.md").read_text()
 
 
 def test_realtime_refuses_external_scale(tmp_path: Path, model_dir: Path):

@@ -168,9 +168,11 @@ def test_resnet18_export_without_motion_net(tmp_path):
     cfg = {"encoder": "resnet18", "pose_encoder": "lite", "height": 64, "width": 64, "use_motion_net": False,
            "min_depth": 0.5, "max_depth": 80.0}
     (tmp_path / "mask.onnx").write_bytes(b"stale mask of an earlier export")
-    bundle = build_models(cfg).eval()
+    bundle = build_models(cfg).train()
     result = export_bundle(bundle, cfg, tmp_path, intrinsics_normalized={"fx": 0.6, "fy": 1.9, "cx": 0.5, "cy": 0.5},
                            train_config={"scale_convention": "metric"})
+    assert bundle.training and bundle.depth.encoder.training and bundle.pose.training  # mode restored
+    bundle.eval()
     assert sorted(result.onnx_files) == ["depth.onnx", "pose.onnx"] and not (tmp_path / "mask.onnx").exists()
     card = read_model_card(tmp_path)
     assert not card.has_mask and card.scale_convention == "metric" and card.max_depth == 80.0
@@ -184,15 +186,18 @@ def test_resnet18_export_without_motion_net(tmp_path):
 
 
 def test_export_argument_errors(tmp_path):
-    bundle = build_models(LITE)
+    bundle = build_models(LITE).train()
     with pytest.raises(ValueError, match="height"):
         export_bundle(bundle, LITE, tmp_path / "b", height=50, intrinsics_normalized=K_NORM)
     with pytest.raises(ValueError, match="opset"):
         export_bundle(bundle, LITE, tmp_path / "c", opset=13, intrinsics_normalized=K_NORM)
     with pytest.raises(ValueError, match="calibration"):
         export_bundle(bundle, LITE, tmp_path / "d", int8=True, intrinsics_normalized=K_NORM)
+    with pytest.raises(ValueError, match="scale_convention"):
+        export_bundle(bundle, LITE, tmp_path / "f", intrinsics_normalized=K_NORM, scale_convention="absolute")
     with pytest.raises(ValueError, match="use_motion_net"):
         export_bundle(bundle, dict(LITE, use_motion_net="no"), tmp_path / "e", intrinsics_normalized=K_NORM)
+    assert not any((tmp_path / d).exists() for d in "abcdef")  # nothing written for bad arguments
 
 
 def test_resolve_intrinsics_sources():

@@ -103,12 +103,15 @@ def test_load_torchvision_weights_single_and_multi_frame(tmp_path):
     w2 = pose_enc.conv1.weight.detach()
     assert w2.shape == (64, 6, 7, 7)
     assert torch.allclose(w2[:, :3], state["conv1.weight"] / 2) and torch.allclose(w2[:, 3:], state["conv1.weight"] / 2)
+    depth_net = DepthNet("resnet18", weights_path=str(path))  # the model_config route
+    assert torch.equal(depth_net.encoder.layer4[1].conv2.weight, state["layer4.1.conv2.weight"])
     enc.eval(), pose_enc.eval()
     x = torch.rand(1, 3, 64, 64)
     with torch.no_grad():
         assert torch.allclose(enc(x)[0], pose_enc(torch.cat([x, x], 1))[0], rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_load_torchvision_weights_reports_and_rejects(tmp_path):
     state = _fake_torchvision_state("resnet18", seed=2)
     deeper = dict(state, **{"layer3.5.conv1.weight": torch.zeros(256, 256, 3, 3)})  # a ResNet-34-only key
@@ -371,6 +374,7 @@ class _Payload:
         return (exec, (f"open({self.marker!r}, 'w').write('executed')",))
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_checkpoint_malicious_pickle_refused_not_executed(tmp_path):
     marker = tmp_path / "pwned"
     evil = tmp_path / "evil.pt"

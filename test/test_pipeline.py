@@ -82,8 +82,15 @@ def test_depth_range_is_nan_and_upsampling(backend):
     assert 0 < inside.sum() < inside.size  # the test really exercises both sides
     np.testing.assert_array_equal(np.isfinite(narrow.depth_m), inside)
     np.testing.assert_array_equal(narrow.depth_m[inside], wide.depth_m[inside])
-    up = _pipeline(backend, upsample_to_camera=True).process(_frame(0), "rgb8", 1.0, CAM_K)
+    up_pipe = _pipeline(backend, upsample_to_camera=True)
+    up = up_pipe.process(_frame(0), "rgb8", 1.0, CAM_K)
     assert up.depth_m.shape == (CAM_H, CAM_W) and up.intrinsics == CAM_K
+    up2 = up_pipe.process(_frame(1), "rgb8", 1.1, CAM_K)
+    assert up2.dynamic_prob.shape == up2.dynamic_mask.shape == (CAM_H, CAM_W)
+    # reset on demand: the next frame starts a new odometry
+    up_pipe.reset("operator request")
+    again = up_pipe.process(_frame(2), "rgb8", 1.2, CAM_K)
+    assert again.reset and again.reset_reason == "restart" and again.T_prev_cur is None
 
 
 def test_resolution_change_resets(backend, caplog):

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import math
+import threading
+import time
 
 import cv2
 import numpy as np
@@ -194,15 +196,31 @@ def test_latest_slot_keeps_only_the_newest():
 def test_camera_info_cache_matches_by_stamp():
     cache = CameraInfoCache(capacity=3)
     assert cache.lookup(0, 0.01).status == "none"
+    assert not cache.received
     Ks = [Intrinsics(fx=100.0 + i, fy=100.0, cx=10.0, cy=5.0, width=20, height=10) for i in range(4)]
     for i, K in enumerate(Ks):
         cache.add(i * 100_000_000, K)  # 0.0, 0.1, 0.2, 0.3 s; the first falls out (capacity 3)
+    assert cache.received
     match = cache.lookup(200_001_000, 0.005)
     assert match.status == "synced" and match.intrinsics is Ks[2]
     match = cache.lookup(260_000_000, 0.005)
     assert match.status == "unsynced" and match.intrinsics is Ks[3]
     assert match.offset_s == pytest.approx(0.04)
     assert cache.lookup(0, 0.001).status == "unsynced"
+
+
+def test_camera_info_cache_waits_for_a_late_camera_info():
+    cache = CameraInfoCache()
+    K = Intrinsics(fx=100.0, fy=100.0, cx=10.0, cy=5.0, width=20, height=10)
+    cache.add(0, K)
+    timer = threading.Timer(0.05, cache.add, args=(500_000_000, K))
+    timer.start()
+    t0 = time.monotonic()
+    match = cache.lookup(500_000_000, 0.001, wait_s=5.0)
+    assert match.status == "synced" and time.monotonic() - t0 < 4.0
+    t0 = time.monotonic()
+    assert cache.lookup(900_000_000, 0.001, wait_s=0.1).status == "unsynced"
+    assert 0.09 <= time.monotonic() - t0 < 2.0
 
 
 def test_intrinsics_follow_a_resized_image():

@@ -112,21 +112,23 @@ def test_bad_parameter_stops_the_node_naming_it(model_dir, env, tmp_path, overri
 
 @pytest.mark.ros
 def test_parameters_are_declared_with_ranges_and_overrides_apply(model_dir, env, tmp_path):
-    """One node: -p beats the params file, a second params file beats the first, and the
-    parameter services describe the ranges."""
-    from rcl_interfaces.srv import DescribeParameters, GetParameters
+    """One node in a namespace: a "/**/depth_sfm_node" params file (the form of
+    config/depth_sfm.yaml) applies there, -p beats it, and the parameter services describe the
+    declared ranges."""
+    from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+    from rcl_interfaces.srv import DescribeParameters, GetParameters, SetParameters
 
     extra = tmp_path / "extra.yaml"
-    extra.write_text(yaml.safe_dump({"depth_sfm_node": {"ros__parameters": {"max_depth_m": 50.0}}}))
-    node = common.Proc.start(common.node_command(model_dir, "--params-file", str(extra), "-p", "points_decimation:=3"),
-                             env, tmp_path / "node.log")
+    extra.write_text(yaml.safe_dump({CONFIG_KEY: {"ros__parameters": {"max_depth_m": 50.0, "points_decimation": 2}}}))
+    node = common.Proc.start(common.node_command(model_dir, "--params-file", str(extra), "-p", "points_decimation:=3",
+                                                 "-r", "__ns:=/car"), env, tmp_path / "node.log")
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=int(env["ROS_DOMAIN_ID"]))
     try:
         client_node = rclpy.create_node("param_probe", context=context)
         executor = rclpy.executors.SingleThreadedExecutor(context=context)
-        get = client_node.create_client(GetParameters, "/depth_sfm_node/get_parameters")
-        describe = client_node.create_client(DescribeParameters, "/depth_sfm_node/describe_parameters")
+        get = client_node.create_client(GetParameters, "/car/depth_sfm_node/get_parameters")
+        describe = client_node.create_client(DescribeParameters, "/car/depth_sfm_node/describe_parameters")
         assert get.wait_for_service(timeout_sec=30.0), node.log()
         assert describe.wait_for_service(timeout_sec=10.0)
 
@@ -149,6 +151,13 @@ def test_parameters_are_declared_with_ranges_and_overrides_apply(model_dir, env,
         assert described[1].integer_range[0].to_value == 64
         assert "onnxruntime" in described[2].additional_constraints
         assert "metres" in described[0].description
+        assert all(d.read_only for d in described)
+        set_client = client_node.create_client(SetParameters, "/car/depth_sfm_node/set_parameters")
+        assert set_client.wait_for_service(timeout_sec=10.0)
+        change = Parameter(name="max_depth_m", value=ParameterValue(type=ParameterType.PARAMETER_DOUBLE,
+                                                                      double_value=20.0))
+        (result,) = call(set_client, SetParameters.Request(parameters=[change])).results
+        assert not result.successful and "read-only" in result.reason
         client_node.destroy_node()
     finally:
         rclpy.try_shutdown(context=context)

@@ -202,6 +202,7 @@ def validate(config: dict[str, Any]) -> dict[str, Any]:
     _require(len(offsets) >= 2 and offsets[0] == 0 and all(isinstance(x, int) for x in offsets)
              and 0 not in offsets[1:], "data.frame_offsets",
              f"must be integers starting with 0 (the target) then >= 1 non-zero source offsets, got {offsets}")
+    _require(d["max_instances"] >= 0, "data.max_instances", f"must be >= 0 (0 = all), got {d['max_instances']}")
     _require(o["lr"] > 0, "optim.lr", f"must be > 0, got {o['lr']}")
     _require(o["name"] in ("adam", "adamw"), "optim.name", f"must be adam or adamw, got {o['name']!r}")
     _require(o["scheduler"] in ("step", "none"), "optim.scheduler", f"must be step or none, got {o['scheduler']!r}")

@@ -61,13 +61,22 @@ def _as_tuple(disps: Any) -> list[torch.Tensor]:
     raise TypeError(f"depth net must return a tensor or a tuple of tensors, got {type(disps).__name__}")
 
 
-def relabel_instances(instance_ids: torch.Tensor) -> torch.Tensor:
+def relabel_instances(instance_ids: torch.Tensor, max_objects: int = 0) -> torch.Tensor:
     """Instance ids (B, 1, H, W) of arbitrary values -> consecutive ids 1..N over the batch (0 stays 0),
-    so that N (one Obj-PoseNet slot per object) is the number of objects present, not the largest id."""
-    present = torch.unique(instance_ids)
-    present = present[present > 0]
-    lookup = torch.zeros(int(instance_ids.max().item()) + 1 if instance_ids.numel() else 1,
-                         dtype=torch.long, device=instance_ids.device)
+    so that N (one Obj-PoseNet slot per object) is the number of objects present, not the largest id.
+
+    ``max_objects`` > 0 keeps only that many objects, the largest by pixel count in the batch; the
+    others become background (0).
+    """
+    if max_objects < 0:
+        raise ValueError(f"max_objects must be >= 0 (0 = all), got {max_objects}")
+    present, counts = torch.unique(instance_ids, return_counts=True)
+    keep = present > 0
+    present, counts = present[keep], counts[keep]
+    if max_objects and present.numel() > max_objects:
+        present = present[torch.argsort(counts, descending=True)[:max_objects]].sort().values
+    size = int(instance_ids.max().item()) + 1 if instance_ids.numel() else 1
+    lookup = torch.zeros(max(size, 1), dtype=torch.long, device=instance_ids.device)
     lookup[present] = torch.arange(1, present.numel() + 1, device=instance_ids.device)
     return lookup[instance_ids.clamp(min=0)]
 
@@ -94,11 +103,13 @@ class TrainingForward(nn.Module):
             motion (``losses.instance.intermediate_frame``), then Obj-PoseNet(intermediate, target, target
             instance masks) gives each object's motion. Requires ``need_source_depth`` and ``bundle.obj_pose``.
         forward_upsample: alpha of the forward projection (seed 001: 2).
+        max_objects: instance-aware training uses the ``max_objects`` largest objects of the batch
+            (0 = all); the rest count as background.
     """
 
     def __init__(self, bundle: nn.Module, min_depth: float, max_depth: float, need_reverse_pose: bool = False,
                  need_source_depth: bool = False, use_motion: bool = False, explainability: bool = False,
-                 instance: bool = False, forward_upsample: int = 2) -> None:
+                 instance: bool = False, forward_upsample: int = 2, max_objects: int = 0) -> None:
         super().__init__()
         if instance and getattr(bundle, "obj_pose", None) is None:
             raise ValueError("instance-aware training needs Obj-PoseNet: set model.use_obj_pose: true")
@@ -117,6 +128,7 @@ class TrainingForward(nn.Module):
         self.explainability = explainability
         self.instance = instance
         self.forward_upsample = int(forward_upsample)
+        self.max_objects = int(max_objects)
 
     def forward(self, images: torch.Tensor, K: torch.Tensor | None = None,
                 instance_ids: torch.Tensor | None = None) -> ForwardOutputs:
@@ -156,7 +168,7 @@ class TrainingForward(nn.Module):
         if K is None or instance_ids is None:
             raise ValueError("instance-aware training needs K and instance_ids in the batch")
         b = instance_ids.shape[0]
-        ids_tgt = relabel_instances(instance_ids[:, 0].long())
+        ids_tgt = relabel_instances(instance_ids[:, 0].long(), self.max_objects)
         out.instance_ids = ids_tgt
         n = max(int(ids_tgt.max().item()), 1)  # N object slots (an unused slot is harmless)
         masks = torch.stack([(ids_tgt[:, 0] == k) for k in range(1, n + 1)], 1).to(target.dtype)  # (B, N, H, W)

@@ -166,19 +166,27 @@ class Trainer:
         self.bundle = build_models(self.model_config).to(self.device)
         losses = self.config["losses"]
         self.loss_config = build_loss_config(self.config)
+        # run the motion net only when a loss consumes it; a built net that no loss trains is "unused" for DDP
+        has_motion = self.bundle.motion is not None
+        uses_motion = has_motion and bool(losses["flow3d"] or losses["explainability"] or losses["auto_weight"] != "none")
+        trains_motion = has_motion and bool(losses["flow3d"] or losses["explainability"])
+        find_unused = bool(self.config["train"]["find_unused_parameters"]
+                           or (has_motion and not trains_motion)
+                           or (self.bundle.obj_pose is not None and not losses["instance"]))
         self.forward_module = TrainingForward(
             self.bundle, self.model_config["min_depth"], self.model_config["max_depth"],
             need_reverse_pose=bool(losses["cycle"] or losses["blank_mask"]),
             need_source_depth=bool(losses["geometric"] or losses["blank_mask"] or losses["instance"]),
-            use_motion=bool(self.model_config["use_motion_net"]),
+            use_motion=uses_motion,
             explainability=bool(losses["explainability"]),
             instance=bool(losses["instance"]),
-            forward_upsample=int(losses["forward_upsample"]))
+            forward_upsample=int(losses["forward_upsample"]),
+            max_objects=int(self.config["data"]["max_instances"]))
         self.model: nn.Module = self.forward_module
         if self.dist.enabled:
             self.model = DistributedDataParallel(
                 self.forward_module, device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                find_unused_parameters=bool(self.config["train"]["find_unused_parameters"]))
+                find_unused_parameters=find_unused)
         self.prior = _DepthPrior(self.config, self.bundle, self.device)
 
         # optimiser and schedule
@@ -252,13 +260,13 @@ class Trainer:
 
         if not self.is_main:
             return path
+        path.parent.mkdir(parents=True, exist_ok=True)
         extra = {"scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
                  "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
                  "prior_taken_at": self.prior.save_state(_prior_path(path)),
                  "steps_per_epoch": self.steps_per_epoch,
                  "world_size": self.dist.world_size,
                  "trainer_git_commit": self.commit}
-        path.parent.mkdir(parents=True, exist_ok=True)
         save_checkpoint(path, self.bundle, self.model_config, self.config, step=self.step,
                         epoch=self.step // self.steps_per_epoch, optimizer_state=self.optimizer.state_dict(),
                         extra=extra)
@@ -389,6 +397,7 @@ class Trainer:
                         result.last_checkpoint = ckpt_dir / "last.pt"
                         log.debug("checkpoint %s", path)
                     barrier(self.dist)
+            self._sync_buffers()
         finally:
             progress.close()
             self.logger.close()
@@ -396,6 +405,13 @@ class Trainer:
                 metrics_file.close()
         result.step = self.step
         return result
+
+    def _sync_buffers(self) -> None:
+        """DDP broadcasts BatchNorm statistics from rank 0 at the START of each forward, so after the last
+        step each rank holds its own; copy rank 0's so every process ends with the checkpointed model."""
+        if self.dist.enabled and torch.distributed.is_initialized():
+            for buffer in self.bundle.buffers():
+                torch.distributed.broadcast(buffer.data, src=0)
 
     # ------------------------------------------------------------------------------- validation
     @torch.no_grad()

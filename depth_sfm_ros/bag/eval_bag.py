@@ -20,18 +20,17 @@ import json
 import logging
 import math
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from depth_sfm_ros import metrics as M
 from depth_sfm_ros.geometry import Intrinsics, Pose
 
 from .kitti_gt import KittiGroundTruth
 from .reader import BagFrameReader, Frame, topic_selection
-from .report import ReportData, StripFrame, write_report
+from .report import ReportData, write_report
+from .scoring import FrameScorer
 
 log = logging.getLogger(__name__)
 
@@ -59,35 +58,26 @@ def resolve_model(model: str | Path | None) -> Path:
                          f"(an exported model dir, see 'depth-sfm export')")
     return default
 
+def node_pipeline_config(model: str | Path, backend: str = "auto", device: str = "auto",
+                         scale_mode: str | None = None) -> Any:
+    """The :class:`~depth_sfm_ros.runtime.pipeline.PipelineConfig` that ``depth_sfm_node`` runs with for
+    these settings and its parameter defaults for everything else (depth range, mask threshold, ...),
+    so a number measured here is the number the node produces. ``scale_mode`` None = the node's default;
+    "external" (offline only: the speed comes from the ground-truth poses) is accepted too.
+    """
+    from dataclasses import replace
 
-def resize_depth(depth_m: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Bilinear resize of a depth map with NaN holes to ``shape`` (H, W); holes stay NaN (nearest)."""
-    import cv2
-    if depth_m.shape == tuple(shape):
-        return depth_m
-    h, w = shape
-    valid = np.isfinite(depth_m)
-    filled = cv2.resize(np.where(valid, depth_m, 0.0).astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
-    weight = cv2.resize(valid.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
-    keep = cv2.resize(valid.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST).astype(bool) & (weight > 0)
-    out = np.full((h, w), np.nan, np.float32)
-    out[keep] = filled[keep] / weight[keep]  # renormalised: invalid neighbours do not pull towards 0
-    return out
+    from depth_sfm_ros.ros.params import ParameterError, validate
+    from depth_sfm_ros.ros.pipeline_factory import pipeline_config
 
-
-def resize_mask(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Nearest-neighbour resize of a mask (non-zero = True) to (H, W) bool."""
-    import cv2
-    mask = np.asarray(mask)
-    if mask.shape == tuple(shape):
-        return mask.astype(bool)
-    return cv2.resize(mask.astype(np.uint8), (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST).astype(bool)
-
-
-def image_to_rgb8(image: np.ndarray, encoding: str) -> np.ndarray:
-    """Any supported camera image -> (H, W, 3) uint8 RGB for pictures."""
-    from depth_sfm_ros.runtime.image_io import to_rgb_float
-    return (to_rgb_float(image, encoding) * 255.0 + 0.5).astype(np.uint8)
+    values = {"model": str(model), "backend": backend, "device": device}
+    if scale_mode is not None and scale_mode != "external":
+        values["scale_mode"] = scale_mode
+    try:
+        config = pipeline_config(validate(values))
+    except ParameterError as exc:
+        raise ValueError(str(exc)) from None
+    return replace(config, scale_mode="external") if scale_mode == "external" else config
 
 
 def _finite_or_none(value: Any) -> Any:
@@ -101,84 +91,6 @@ def _finite_or_none(value: Any) -> Any:
     if isinstance(value, np.integer):
         return int(value)
     return value
-
-
-class _StripSampler:
-    """Keeps about ``count`` frames evenly spread over a stream of unknown length (halving stride)."""
-
-    def __init__(self, count: int) -> None:
-        self.count = max(0, int(count))
-        self.stride = 1
-        self.seen = 0
-        self.kept: list[StripFrame] = []
-
-    def wants(self) -> bool:
-        return self.count > 0 and self.seen % self.stride == 0
-
-    def add(self, item: StripFrame | None) -> None:
-        if item is not None:
-            self.kept.append(item)
-            if len(self.kept) > 2 * self.count:
-                self.kept = self.kept[::2]
-                self.stride *= 2
-        self.seen += 1
-
-    def result(self) -> list[StripFrame]:
-        if len(self.kept) <= self.count:
-            return list(self.kept)
-        picks = np.linspace(0, len(self.kept) - 1, self.count).round().astype(int)
-        return [self.kept[i] for i in picks]
-
-
-@dataclass
-class _Trajectory:
-    """Predicted and ground-truth poses of the frames with a GT pose, split where the pipeline reset."""
-
-    segments: list[tuple[list[float], list[np.ndarray], list[np.ndarray]]] = field(default_factory=list)
-
-    def add(self, stamp_s: float, T_odom_cam: Pose, T_world_cam: Pose, reset: bool) -> None:
-        if reset or not self.segments:
-            self.segments.append(([], [], []))
-        stamps, est, gt = self.segments[-1]
-        stamps.append(stamp_s)
-        est.append(T_odom_cam.matrix)
-        gt.append(T_world_cam.matrix)
-
-    def evaluate(self, alignment: str, report: ReportData) -> dict | None:
-        """ATE / RPE over the segments with >= 3 poses (pose-count weighted RMS); fills the report series."""
-        used = [(s, np.asarray(e), np.asarray(g)) for s, e, g in self.segments if len(s) >= 3]
-        if not used:
-            return None
-        rpe_align = {"sim3": "sim3", "scale": "scale"}.get(alignment, "none")
-        sq_ate, sq_t, sq_r, n_ate, n_rpe, scales = 0.0, 0.0, 0.0, 0, 0, []
-        stamps, gt_xyz, est_xyz = [], [], []
-        for seg_stamps, est, gt in used:
-            try:
-                ate = M.ate(est, gt, alignment)
-                aligned, _ = M.align_trajectory(est, gt, alignment)
-                rpe = M.rpe(est, gt, delta=1, align=rpe_align)
-            except ValueError as exc:  # e.g. a prediction that never moves cannot be scale-aligned
-                log.warning("odometry segment of %d poses skipped: %s", len(seg_stamps), exc)
-                continue
-            sq_ate += ate["rmse_m"] ** 2 * ate["n"]
-            n_ate += ate["n"]
-            sq_t += rpe["trans_rmse_m"] ** 2 * rpe["n"]
-            sq_r += rpe["rot_rmse_deg"] ** 2 * rpe["n"]
-            n_rpe += rpe["n"]
-            scales.append(ate["scale"])
-            stamps += seg_stamps
-            gt_xyz.append(gt[:, :3, 3])
-            est_xyz.append(aligned[:, :3, 3])
-        if n_ate == 0:
-            return None
-        report.traj_stamps_s = np.asarray(stamps)
-        report.gt_xyz = np.concatenate(gt_xyz)
-        report.est_xyz = np.concatenate(est_xyz)
-        report.position_error_m = np.linalg.norm(report.est_xyz - report.gt_xyz, axis=1)
-        return {"ate_m": math.sqrt(sq_ate / n_ate), "rpe_trans_m": math.sqrt(sq_t / n_rpe),
-                "rpe_rot_deg": math.sqrt(sq_r / n_rpe), "alignment": alignment,
-                "alignment_scale": float(np.median(scales)), "poses": n_ate, "segments": len(scales)}
-
 
 def _gt_speed_mps(prev: tuple[float, Pose] | None, stamp_s: float, pose: Pose | None) -> float | None:
     if prev is None or pose is None or stamp_s <= prev[0]:
@@ -197,113 +109,7 @@ def _progress(total: int, enabled: bool) -> Any:
         return None
     return tqdm(total=total, unit="frame", desc="eval-bag", dynamic_ncols=True)
 
-
-# --- scoring ----------------------------------------------------------------------------------
-class FrameScorer:
-    """Accumulates the comparison of pipeline results with ground truth, frame by frame.
-
-    ``result`` is anything with the :class:`~depth_sfm_ros.runtime.pipeline.FrameResult` fields
-    ``depth_m``, ``dynamic_mask`` (or None), ``T_odom_cam``, ``reset`` and ``scale`` (NaN when unknown),
-    so the offline pipeline and the outputs recorded from the ROS node are scored by the same code.
-    """
-
-    def __init__(self, min_depth_m: float = 1e-3, max_depth_m: float = 80.0, strip_frames: int = 4,
-                 picture_range_m: tuple[float, float] = (0.5, 80.0)) -> None:
-        self.min_depth_m, self.max_depth_m = min_depth_m, max_depth_m
-        self.depth_acc, self.unscaled_acc = M.DepthMetricsAccumulator(), M.DepthMetricsAccumulator()
-        self.trajectory = _Trajectory()
-        self.mask_counts = {"tp": 0, "fp": 0, "fn": 0, "frames": 0}
-        self.latencies_ms: list[float] = []
-        self.stamps: list[float] = []
-        self.abs_rels: list[float] = []
-        self.scales: list[float] = []
-        self.gt_ratios: list[float] = []
-        self.sampler = _StripSampler(strip_frames)
-        self.picture_range_m = picture_range_m
-        self.expected_gt = {"depth": False, "mask": False, "pose": False}
-
-    @property
-    def frames(self) -> int:
-        return len(self.stamps)
-
-    def add(self, frame: Frame, result: Any, latency_ms: float) -> None:
-        """Score one frame; ``latency_ms`` is the time the pipeline took for it."""
-        self.latencies_ms.append(float(latency_ms))
-        self.stamps.append(frame.stamp_s)
-        self.scales.append(float(result.scale))
-        gt_depth, gt_mask = frame.gt_depth_m, frame.gt_dynamic_mask
-        shape = gt_depth.shape if gt_depth is not None else gt_mask.shape if gt_mask is not None \
-            else result.depth_m.shape
-        pred_m = resize_depth(result.depth_m, shape)
-        region_mask = None if gt_mask is None or gt_mask.shape != shape else gt_mask
-        abs_rel, median_scale = math.nan, 1.0
-        if gt_depth is not None:
-            by_region = M.compute_depth_metrics_by_region(pred_m, gt_depth, region_mask, self.min_depth_m,
-                                                          self.max_depth_m)
-            self.depth_acc.add_regions(by_region)
-            self.unscaled_acc.add(M.compute_depth_metrics(pred_m, gt_depth, None, self.min_depth_m, self.max_depth_m,
-                                                          median_scaling=False))
-            abs_rel = by_region["all"]["abs_rel"]
-            if by_region["all"]["n_valid"]:
-                median_scale = by_region["all"]["scale"]
-                self.gt_ratios.append(median_scale)
-        self.abs_rels.append(abs_rel)
-        pred_mask = None if result.dynamic_mask is None else resize_mask(result.dynamic_mask, shape)
-        if pred_mask is not None and gt_mask is not None:
-            counts = M.mask_metrics(pred_mask, gt_mask)
-            for key in ("tp", "fp", "fn"):
-                self.mask_counts[key] += counts[key]
-            self.mask_counts["frames"] += 1
-        if frame.gt_T_world_cam is not None:
-            self.trajectory.add(frame.stamp_s, result.T_odom_cam, frame.gt_T_world_cam, bool(result.reset))
-        if self.sampler.wants():
-            self.sampler.add(StripFrame(stamp_s=frame.stamp_s, image_rgb=image_to_rgb8(frame.image, frame.encoding),
-                                        pred_depth_m=pred_m * np.float32(median_scale), gt_depth_m=gt_depth,
-                                        pred_mask=pred_mask, gt_mask=gt_mask))
-        else:
-            self.sampler.add(None)
-
-    def metrics(self, scale_mode: str, alignment: str, notes: list[str]) -> tuple[dict, ReportData]:
-        """The metrics dict (sections without data left out, with a line in ``notes``) and the report series."""
-        lo, hi = self.picture_range_m
-        data = ReportData(min_depth_m=lo, max_depth_m=hi)
-        metrics: dict = {"frames": self.frames}
-        names = (*M.DEPTH_METRIC_NAMES, "n_images", "n_skipped")
-        depth = self.depth_acc.result()
-        if "all" in depth and depth["all"]["n_images"] > 0:
-            section = {k: depth["all"][k] for k in names}
-            section["regions"] = {r: {k: depth[r][k] for k in names} for r in ("static", "dynamic") if r in depth}
-            unscaled = self.unscaled_acc.result()["all"]
-            section["unscaled"] = {k: unscaled[k] for k in (*M.DEPTH_METRIC_NAMES, "n_images")}
-            section.update(median_scaling=True, min_depth_m=self.min_depth_m, max_depth_m=self.max_depth_m)
-            metrics["depth"] = section
-        elif self.expected_gt["depth"]:
-            notes.append("no frame had ground-truth depth within the stamp tolerance (or no valid pixel): "
-                         "no depth metrics")
-        odometry = self.trajectory.evaluate(alignment, data)
-        if odometry is not None:
-            metrics["odometry"] = odometry
-        elif any(len(s[0]) for s in self.trajectory.segments):
-            notes.append("too few poses with ground truth between odometry resets (need 3): no odometry metrics")
-        if self.mask_counts["frames"]:
-            c = self.mask_counts
-            metrics["mask"] = {**M.mask_scores(c["tp"], c["fp"], c["fn"]), "frames": c["frames"]}
-        elif self.expected_gt["mask"]:
-            notes.append("the model produced no dynamic mask (or no frame had a ground-truth mask): no mask metrics")
-        lat = np.asarray(self.latencies_ms)
-        metrics["speed"] = {"fps": len(lat) / (lat.sum() / 1e3) if lat.sum() > 0 else math.nan,
-                            "latency_ms_p50": float(np.percentile(lat, 50)),
-                            "latency_ms_p99": float(np.percentile(lat, 99))}
-        scales = np.asarray(self.scales)
-        metrics["scale"] = {"mode": scale_mode,
-                            "median_ratio_to_gt": float(np.median(self.gt_ratios)) if self.gt_ratios else math.nan,
-                            "pipeline_scale_median": float(np.median(scales)) if np.all(np.isfinite(scales))
-                            else math.nan}
-        data.stamps_s, data.abs_rel, data.scale = np.asarray(self.stamps), np.asarray(self.abs_rels), scales
-        data.strip = self.sampler.result()
-        return metrics, data
-
-
+# --- pieces shared with the realtime path -----------------------------------------------------
 def finish(out_dir: Path, metrics: dict, data: ReportData, report: bool) -> dict:
     """Make ``metrics`` strict JSON (NaN -> None), write metrics.json and the report; return the metrics."""
     metrics = _finite_or_none(metrics)
@@ -373,7 +179,7 @@ def evaluate_bag(bag: str | Path, out_dir: str | Path, *, image_topic: str = DEF
                  gt_mask_topic: str | None = DEFAULT_GT_MASK_TOPIC,
                  gt_tf_frames: Sequence[str] | None = None, gt_kitti: str | Path | None = None,
                  model: str | Path | None = None, backend: str = "auto", device: str = "auto",
-                 scale_mode: str = "none", pipeline_config: Any = None, pipeline: Any = None,
+                 scale_mode: str | None = None, pipeline_config: Any = None, pipeline: Any = None,
                  intrinsics: Sequence[float] | None = None, start_s: float = 0.0, duration_s: float | None = None,
                  every: int = 1, write_bag: bool = False, report: bool = True, progress: bool = False,
                  min_depth_m: float = 1e-3, max_depth_m: float = 80.0, alignment: str = "auto",
@@ -387,8 +193,9 @@ def evaluate_bag(bag: str | Path, out_dir: str | Path, *, image_topic: str = DEF
         camera_info_topic / gt_*_topic: None or "" to ignore; a topic the bag lacks is noted and skipped.
         gt_tf_frames: (parent, child) when ``gt_odom_topic`` is a TF topic.
         gt_kitti: KITTI-format ground-truth folder (overrides the GT topics for the streams it has).
-        model / backend / device / scale_mode: build the pipeline (ignored when ``pipeline`` or
-            ``pipeline_config`` is given).
+        model / backend / device / scale_mode: build the pipeline with :func:`node_pipeline_config`
+            (the node's configuration; scale_mode None = the node's default), ignored when ``pipeline``
+            or ``pipeline_config`` is given.
         pipeline: a ready :class:`~depth_sfm_ros.runtime.pipeline.Pipeline` (the caller closes it).
         intrinsics: (fx, fy, cx, cy) in pixels of the bag's images; overrides the bag's CameraInfo.
         start_s / duration_s / every: which images (offsets from the first image stamp; every N-th).
@@ -411,11 +218,10 @@ def evaluate_bag(bag: str | Path, out_dir: str | Path, *, image_topic: str = DEF
     owns_pipeline = pipeline is None
     model_path = None
     if pipeline is None:
-        from depth_sfm_ros.runtime.pipeline import Pipeline, PipelineConfig
+        from depth_sfm_ros.runtime.pipeline import Pipeline
         if pipeline_config is None:
             model_path = resolve_model(model)
-            pipeline_config = PipelineConfig(model=str(model_path), backend=backend, device=device,
-                                             scale_mode=scale_mode)
+            pipeline_config = node_pipeline_config(model_path, backend, device, scale_mode)
         pipeline = Pipeline(pipeline_config)
     scale_mode = pipeline.config.scale_mode
     if alignment == "auto":
@@ -511,16 +317,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gt-tf-frames", nargs=2, metavar=("PARENT", "CHILD"),
                         help="frames of the camera pose when --gt-odom-topic is a TF topic")
     parser.add_argument("--gt-mask-topic", default=DEFAULT_GT_MASK_TOPIC,
-                        help="ground-truth dynamic mask (mono8, non-zero = dynamic); '' to ignore (default %(default)s)")
+                        help="ground-truth dynamic mask (mono8, non-zero = dynamic); '' to ignore "
+                             "(default %(default)s)")
     parser.add_argument("--gt-kitti", help="KITTI-format ground-truth folder (depth/, dynamic_mask/, poses.txt), "
                                            "frame i = i-th image of the bag")
     parser.add_argument("--model", help="exported model dir (default: the bundled model)")
     parser.add_argument("--backend", choices=BACKENDS, default="auto")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     from depth_sfm_ros.runtime.scale import SCALE_MODES
-    parser.add_argument("--scale-mode", default="none", choices=SCALE_MODES,
-                        help="metric scale recovery of the pipeline (external: speed from the GT poses; "
-                             "default %(default)s)")
+    parser.add_argument("--scale-mode", default=None, choices=SCALE_MODES,
+                        help="metric scale recovery of the pipeline (default: the node's default; external: "
+                             "speed from the GT poses, offline only)")
     parser.add_argument("--start", type=float, default=0.0, help="seconds after the first image to start")
     parser.add_argument("--duration", type=float, default=None, help="seconds to evaluate")
     parser.add_argument("--every", type=int, default=1, help="use every N-th image")
@@ -565,7 +372,7 @@ def run(args: argparse.Namespace) -> int:
                 intrinsics=args.intrinsics, start_s=args.start, duration_s=args.duration, every=args.every,
                 write_bag=args.write_bag, progress=not args.no_progress, min_depth_m=args.min_depth,
                 max_depth_m=args.max_depth, alignment=args.align, max_stamp_diff_s=args.max_stamp_diff)
-    except (BagError, ValueError, FileExistsError, RuntimeError) as exc:
+    except (BagError, ValueError, FileExistsError, RuntimeError, ImportError) as exc:
         print(f"depth-sfm eval-bag: {exc}", file=sys.stderr)
         return 2
     summary = [f"{metrics['frames']} frames"]
@@ -575,6 +382,7 @@ def run(args: argparse.Namespace) -> int:
         summary.append(f"ATE {metrics['odometry']['ate_m']:.3f} m")
     if "mask" in metrics and metrics["mask"]["iou"] is not None:
         summary.append(f"mask IoU {metrics['mask']['iou']:.3f}")
-    summary.append(f"{metrics['speed']['fps']:.1f} fps")
+    if metrics["speed"]["fps"] is not None:
+        summary.append(f"{metrics['speed']['fps']:.1f} fps")
     print(f"eval-bag: {', '.join(summary)}; results in {args.out}")
     return 1 if "bag_error" in metrics else 0

@@ -39,7 +39,8 @@ class KittiGroundTruth:
                 except ValueError:
                     raise ValueError(f"{poses_file}:{line_no}: not numbers: {line[:80]!r}") from None
                 if values.size != 12:
-                    raise ValueError(f"{poses_file}:{line_no}: expected 12 numbers (3x4 T_world_cam), got {values.size}")
+                    raise ValueError(f"{poses_file}:{line_no}: expected 12 numbers (3x4 T_world_cam), "
+                                     f"got {values.size}")
                 self.poses.append(Pose(values.reshape(3, 4)))
         if self.depth_dir is None and self.mask_dir is None and self.poses is None:
             raise ValueError(f"--gt-kitti {self.root}: has none of depth/, dynamic_mask/, poses.txt")

@@ -83,11 +83,10 @@ def _decompress(data: bytes, compression: str, size: int) -> bytes:
 class McapSalvageReader:
     """Read the intact prefix of an MCAP file.
 
-    >>> reader = McapSalvageReader(path)              # doctest: +SKIP
-    >>> for topic, msgtype, log_ns, raw in reader.raw_messages(): ...   # doctest: +SKIP
-    >>> reader.damage                                 # McapDamage or None after iterating
-
-    ``topics()`` scans the file once to count the intact messages per topic.
+    ``raw_messages()`` yields ``(topic, msgtype, log_ns, cdr_bytes)``; afterwards ``damage`` is the
+    :class:`McapDamage` that stopped it, or None for an intact file. ``topics()`` scans the file once
+    to count the intact messages per topic; ``typestore()`` deserialises with the file's schemas.
+    McapDamage from the constructor: not an MCAP file at all.
     """
 
     path: Path
@@ -100,54 +99,76 @@ class McapSalvageReader:
         with self.path.open("rb") as f:
             if f.read(len(MAGIC)) != MAGIC:
                 raise McapDamage(0, f"{self.path} does not start with the MCAP magic bytes")
-        self._typestore: Any = None
 
     def msgtype(self, channel_id: int) -> str:
         _, schema_id = self.channels[channel_id]
         return self.schemas[schema_id][0] if schema_id in self.schemas else ""
 
-    def _records(self, buf: memoryview, base: int, in_chunk: bool
-                 ) -> Iterator[tuple[int, int, memoryview, McapDamage | None]]:
-        """(opcode, offset, body, damage) of the records in ``buf``, up to the footer.
+    @staticmethod
+    def _chunk_records(buf: memoryview, chunk_offset: int) -> Iterator[tuple[int, memoryview, McapDamage | None]]:
+        """(opcode, body, damage) of the records inside a chunk's (decompressed) data.
 
-        A record cut off by the end of ``buf`` is yielded once with the bytes that are there and a
-        ``damage``, so that the intact messages at the start of an uncompressed chunk are kept;
-        any other bad record raises :class:`McapDamage`.
+        A record cut off by the end of ``buf`` (a truncated chunk) is yielded once with a ``damage``
+        and then raised, so the intact messages before it are kept; any other bad record raises
+        :class:`McapDamage`. Offsets in messages are those of the chunk record in the file.
         """
         cur = _Cursor(buf)
         while cur.pos < len(buf):
             start = cur.pos
-            where = "inside a chunk" if in_chunk else "record"
+            where = f"inside the chunk at byte {chunk_offset} (+{start})"
             try:
                 opcode = cur.take(1, "opcode")[0]
                 length = cur.u64()
             except ValueError as exc:
-                raise McapDamage(base + start, f"truncated {where}: {exc}") from None
+                raise McapDamage(chunk_offset, f"truncated record {where}: {exc}") from None
             if length > MAX_RECORD_BYTES:
-                raise McapDamage(base + start, f"corrupt {where}: record length {length} is implausible")
+                raise McapDamage(chunk_offset, f"corrupt record {where}: record length {length} is implausible")
             if cur.pos + length > len(buf):
-                damage = McapDamage(base + start, f"truncated {where} 0x{opcode:02x}: {length} bytes declared, "
-                                                  f"{len(buf) - cur.pos} present")
-                yield opcode, base + start, buf[cur.pos:], damage
+                damage = McapDamage(chunk_offset, f"truncated record 0x{opcode:02x} {where}: {length} bytes "
+                                                  f"declared, {len(buf) - cur.pos} present")
+                yield opcode, buf[cur.pos:], damage
                 raise damage
-            body = cur.take(length, "record")
-            yield opcode, base + start, body, None
-            if opcode == OP_FOOTER and not in_chunk:
-                return
+            yield opcode, cur.take(length, "record"), None
 
     def raw_messages(self) -> Iterator[tuple[str, str, int, bytes]]:
         """Yield ``(topic, msgtype, log_time_ns, cdr_bytes)`` in file order up to the first damage."""
         self.damage = None
-        data = memoryview(self.path.read_bytes())
-        header_end = len(MAGIC)
         try:
-            for opcode, offset, body, cut in self._records(data[header_end:], header_end, in_chunk=False):
-                if opcode == OP_CHUNK:
-                    yield from self._chunk(offset, body, cut)
-                elif cut is None:
-                    yield from self._handle(opcode, offset, body)
+            with self.path.open("rb") as f:
+                f.seek(len(MAGIC))
+                for opcode, offset, body, cut in self._file_records(f):
+                    if opcode == OP_CHUNK:
+                        yield from self._chunk(offset, body, cut)
+                    elif cut is None:
+                        yield from self._handle(opcode, offset, body)
         except McapDamage as exc:
             self.damage = exc
+
+    @staticmethod
+    def _file_records(f: Any) -> Iterator[tuple[int, int, memoryview, McapDamage | None]]:
+        """(opcode, offset, body, damage) of the top-level records, read one at a time from the open file
+        up to the footer; a record cut off by the end of the file is yielded with a ``damage`` and then raised."""
+        while True:
+            offset = f.tell()
+            head = f.read(9)
+            if not head:
+                return
+            if len(head) < 9:
+                if head == MAGIC[:len(head)]:
+                    return  # the closing magic of a complete file
+                raise McapDamage(offset, f"truncated record: {len(head)} of 9 header bytes")
+            opcode, length = head[0], struct.unpack("<Q", head[1:])[0]
+            if length > MAX_RECORD_BYTES:
+                raise McapDamage(offset, f"corrupt record: record length {length} is implausible")
+            body = f.read(length)
+            if len(body) < length:
+                damage = McapDamage(offset, f"truncated record 0x{opcode:02x}: {length} bytes declared, "
+                                            f"{len(body)} present")
+                yield opcode, offset, memoryview(body), damage
+                raise damage
+            yield opcode, offset, memoryview(body), None
+            if opcode == OP_FOOTER:
+                return
 
     def _chunk(self, offset: int, body: memoryview, cut: McapDamage | None) -> Iterator[tuple[str, str, int, bytes]]:
         """Messages of one chunk record (of a cut-off one too, when it is uncompressed)."""
@@ -167,7 +188,7 @@ class McapSalvageReader:
                     raise ValueError("chunk CRC mismatch")
         except ValueError as exc:
             raise McapDamage(offset, f"corrupt chunk: {exc}") from None
-        for sub_op, _, sub_body, sub_cut in self._records(memoryview(raw), offset, in_chunk=True):
+        for sub_op, sub_body, sub_cut in self._chunk_records(memoryview(raw), offset):
             if sub_cut is None:
                 yield from self._handle(sub_op, offset, sub_body)
         if cut is not None:

@@ -2,18 +2,14 @@
 
 Topics (the node's own output names, so rviz / Foxglove layouts made for the node work here):
 
-====================================  =============================  ===================================
-topic                                 type                           content
-====================================  =============================  ===================================
-``<image topic>`` (``/camera/image_raw`` for compressed input)  Image  the input image (its encoding; compressed -> rgb8)
-``/camera/camera_info``               CameraInfo                     intrinsics of the input (when known)
-``/depth_sfm_node/depth``             Image 32FC1                    depth in metres, NaN unknown (REP 118)
-``/depth_sfm_node/depth/camera_info`` CameraInfo                     intrinsics of the depth image
-``/depth_sfm_node/depth/colored``     Image bgr8                     :func:`runtime.visualize.colorize_depth`
-``/depth_sfm_node/dynamic_mask``      Image mono8                    255 = dynamic (when the model has a mask)
-``/depth_sfm_node/odometry``          Odometry                       ``T_odom_cam`` (odom -> camera frame)
-``/tf``                               TFMessage                      the same transform
-====================================  =============================  ===================================
+- the image topic (``.../compressed`` -> its base topic): the input image, decoded (compressed -> rgb8)
+- ``/camera/camera_info`` (CameraInfo): intrinsics of the input, when known
+- ``/depth_sfm_node/depth`` (Image 32FC1): depth in metres, NaN unknown (REP 118)
+- ``/depth_sfm_node/depth/camera_info`` (CameraInfo): intrinsics of the depth image
+- ``/depth_sfm_node/depth/colored`` (Image bgr8): :func:`runtime.visualize.colorize_depth`
+- ``/depth_sfm_node/dynamic_mask`` (Image mono8): 255 = dynamic (when the model has a mask)
+- ``/depth_sfm_node/odometry`` (Odometry): ``T_odom_cam`` (odom -> the camera frame)
+- ``/tf`` (TFMessage): the same transform
 
 Every message carries the input image's header stamp, and the bag time equals that stamp.
 """

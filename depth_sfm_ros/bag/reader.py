@@ -1,8 +1,10 @@
 """Read camera frames and ground truth out of any bag that ``rosbags`` opens.
 
-Supported: rosbag2 directories (mcap and sqlite3 storage) and ROS 1 ``.bag`` files. Message
-types come from the definitions stored in the bag (a Jazzy typestore is the fallback for bags
-without them). Images may be ``sensor_msgs/Image`` or ``sensor_msgs/CompressedImage``.
+Supported: rosbag2 directories (mcap and sqlite3 storage), bare ``.mcap`` files and ROS 1 ``.bag``
+files. Message types come from the definitions stored in the bag (a Jazzy typestore is the
+fallback for bags without them). Images may be ``sensor_msgs/Image`` or ``sensor_msgs/CompressedImage``.
+An mcap file that ``rosbags`` cannot open (no footer / summary after a killed recorder, damaged
+records) is read record by record with :mod:`.mcap_salvage` up to the damage.
 
 :class:`BagFrameReader` yields :class:`Frame` objects in the order the images were recorded,
 each paired by *header stamp* (not receive time) with the nearest CameraInfo, ground-truth depth
@@ -94,7 +96,8 @@ class Frame:
 
 
 # --- opening and listing ----------------------------------------------------------------------
-def _check_path(path: str | Path) -> Path:
+def check_bag_path(path: str | Path) -> Path:
+    """``path`` as a Path if it can be a bag (rosbag2 dir, .mcap, ROS 1 .bag); BagError saying why not."""
     path = Path(path).expanduser()
     if not path.exists():
         raise BagError(f"{path}: no such bag (expected a rosbag2 directory, an .mcap file or a ROS 1 .bag file)")
@@ -118,7 +121,7 @@ def open_bag(path: str | Path) -> Any:
     """
     from rosbags.highlevel import AnyReader
 
-    path = _check_path(path)
+    path = check_bag_path(path)
     if path.is_dir() and not (path / "metadata.yaml").is_file():
         raise BagError(f"{path}: no metadata.yaml (the recorder did not finish?)")
     if path.suffix == ".mcap":
@@ -131,7 +134,7 @@ def open_bag(path: str | Path) -> Any:
     return reader
 
 
-class _MessageSource:
+class MessageSource:
     """Deserialised messages of some topics, from rosbags or (for damaged / unfinished mcap) the salvage reader.
 
     ``messages()`` yields ``(topic, msgtype, log_ns, msg)`` and may raise on damage; ``topics``
@@ -196,7 +199,7 @@ class _MessageSource:
 
 def bag_topics(path: str | Path) -> dict[str, tuple[str, int]]:
     """topic -> (message type, message count) of any bag (intact messages only for a damaged mcap)."""
-    return _MessageSource(_check_path(path)).topics
+    return MessageSource(check_bag_path(path)).topics
 
 
 def describe_topics(topics: dict[str, tuple[str, int]]) -> str:
@@ -359,7 +362,7 @@ class BagFrameReader:
             raise ValueError(f"duration must be > 0 seconds, got {duration_s}")
         if not (max_stamp_diff_s >= 0 and lookahead_s >= 0):
             raise ValueError(f"max_stamp_diff_s and lookahead_s must be >= 0, got {max_stamp_diff_s}, {lookahead_s}")
-        self.path = _check_path(path)
+        self.path = check_bag_path(path)
         self.topics = topics
         self.start_ns = int(round(start_s * NS_PER_S))
         self.duration_ns = None if duration_s is None else int(round(duration_s * NS_PER_S))
@@ -369,7 +372,7 @@ class BagFrameReader:
         self.fallback_intrinsics = fallback_intrinsics
         self.error: BagReadIssue | None = None
         self.missing: dict[str, str] = {}  # stream -> topic that the bag lacks
-        self.source = _MessageSource(self.path)
+        self.source = MessageSource(self.path)
         self.available = self.source.topics
         self.image_count = self._check_topics()
         self.frames_read = 0

@@ -42,10 +42,11 @@ from depth_sfm_ros.geometry import Pose
 from depth_sfm_ros.ros.topics import NODE_NAME, resolve
 
 from . import rosbags_io
-from .eval_bag import (ALIGNMENTS, DEFAULT_CAMERA_INFO_TOPIC, DEFAULT_GT_DEPTH_TOPIC, DEFAULT_GT_MASK_TOPIC, DEFAULT_GT_ODOM_TOPIC,
-                       DEFAULT_IMAGE_TOPIC, FrameScorer, evaluate_bag, finish, open_frames, reader_notes,
-                       resolve_model, with_kitti)
-from .reader import NS_PER_S, BagError, _MessageSource, _check_path, decode_mask, stamp_ns_of
+from .eval_bag import (ALIGNMENTS, DEFAULT_CAMERA_INFO_TOPIC, DEFAULT_GT_DEPTH_TOPIC, DEFAULT_GT_MASK_TOPIC,
+                       DEFAULT_GT_ODOM_TOPIC, DEFAULT_IMAGE_TOPIC, evaluate_bag, finish, open_frames, reader_notes,
+                       node_pipeline_config, resolve_model, with_kitti)
+from .reader import NS_PER_S, BagError, MessageSource, check_bag_path, decode_mask, stamp_ns_of
+from .scoring import FrameScorer
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,7 @@ def play(bag: str, topics: Sequence[str], image_topic: str, start_s: float, dura
     import rclpy
     from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 
-    source = _MessageSource(_check_path(bag))
+    source = MessageSource(check_bag_path(bag))
     missing = [t for t in topics if t not in source.topics]
     if missing:
         print(f"player: topics {missing} are not in the bag", file=sys.stderr)
@@ -264,7 +265,7 @@ def node_command(model: Path, config: Any, image_topic: str, camera_info_topic: 
 def _read_recording(path: Path) -> dict[int, dict]:
     """stamp_ns -> {"depth": (H, W) float32, "mask": bool array | None, "T": Pose | None} of the recorded bag."""
     out: dict[int, dict] = {}
-    source = _MessageSource(path)
+    source = MessageSource(path)
     for topic, msgtype, _, msg in source.messages(set(RECORDED)):
         entry = out.setdefault(stamp_ns_of(msg), {"depth": None, "mask": None, "T": None})
         if topic == DEPTH_TOPIC:
@@ -283,34 +284,37 @@ def evaluate_bag_realtime(bag: str | Path, out_dir: str | Path, *, image_topic: 
                           gt_mask_topic: str | None = DEFAULT_GT_MASK_TOPIC,
                           gt_tf_frames: Sequence[str] | None = None, gt_kitti: str | Path | None = None,
                           model: str | Path | None = None,
-                          backend: str = "auto", device: str = "auto", scale_mode: str = "none",
+                          backend: str = "auto", device: str = "auto", scale_mode: str | None = None,
+                          pipeline_config: Any = None,
                           start_s: float = 0.0, duration_s: float | None = None, min_depth_m: float = 1e-3,
                           max_depth_m: float = 80.0, alignment: str = "auto", compare_offline: bool = True,
                           report: bool = True, env: dict[str, str] | None = None, startup_timeout_s: float = 60.0,
                           node_executable: str | None = None) -> dict:
     """Score the outputs of a real ``depth_sfm_node`` fed by the bag at its recorded rate.
 
-    Arguments as :func:`~depth_sfm_ros.bag.eval_bag.evaluate_bag`; ``env`` adds environment variables
+    Arguments as :func:`~depth_sfm_ros.bag.eval_bag.evaluate_bag` (``pipeline_config``: the node is started
+    with its model, backend, scale and depth-range settings); ``env`` adds environment variables
     for the child processes (e.g. ``ROS_DOMAIN_ID``), ``compare_offline`` also runs the offline
     path into ``OUT/offline`` and compares the depth of the frames both processed.
     Frames the node dropped (it keeps only the newest image when it falls behind) are counted in
     ``metrics["realtime"]["dropped"]``; the depth metrics cover the frames it published.
     """
-    from depth_sfm_ros.runtime.pipeline import PipelineConfig
-
     if alignment not in ALIGNMENTS:
         raise ValueError(f"alignment must be one of {ALIGNMENTS}, got {alignment!r}")
-    if scale_mode == "external":
+    if scale_mode == "external" or getattr(pipeline_config, "scale_mode", None) == "external":
         raise ValueError("scale_mode 'external' needs a speed input that depth_sfm_node does not have; "
                          "use it offline (without --realtime)")
     out_dir = Path(out_dir)
     reader, kitti, notes, expected = open_frames(bag, image_topic, camera_info_topic, gt_depth_topic, gt_odom_topic,
                                                  gt_mask_topic, gt_tf_frames, gt_kitti, start_s, duration_s, 1,
                                                  0.02)
-    model_path = resolve_model(model)
-    config = PipelineConfig(model=str(model_path), backend=backend, device=device, scale_mode=scale_mode)
+    if pipeline_config is not None:
+        config, model_path = pipeline_config, resolve_model(pipeline_config.model)
+    else:
+        model_path = resolve_model(model)
+        config = node_pipeline_config(model_path, backend, device, scale_mode)
     if alignment == "auto":
-        alignment = "sim3" if scale_mode == "none" else "se3"
+        alignment = "sim3" if config.scale_mode == "none" else "se3"
     out_dir.mkdir(parents=True, exist_ok=True)
     recording = out_dir / "realtime_bag"
     if recording.exists():

@@ -180,7 +180,7 @@ def _sections(metrics: dict, pictures: dict[str, str]) -> list[tuple[str, list[A
     overview = [("table", ["field", "value"], [
         ["bag", source.get("bag", "")], ["image topic", source.get("image_topic", "")],
         ["frames evaluated", metrics.get("frames", 0)], ["model", source.get("model", "")],
-        ["backend", source.get("backend", "")]])]
+        ["backend", source.get("backend", "")], ["path", source.get("path", "offline")]])]
     if metrics.get("bag_error"):
         err = metrics["bag_error"]
         overview.append(f"**The bag is truncated or corrupt**: reading stopped after {err['messages_read']} messages "
@@ -221,6 +221,18 @@ def _sections(metrics: dict, pictures: dict[str, str]) -> list[tuple[str, list[A
                                           [[_fmt(speed.get("fps")), _fmt(speed.get("latency_ms_p50")),
                                             _fmt(speed.get("latency_ms_p99")), scale.get("mode", ""),
                                             _fmt(scale.get("median_ratio_to_gt"))]])]))
+    realtime, comparison = metrics.get("realtime"), metrics.get("comparison")
+    if realtime:
+        blocks = ["The bag was played over DDS at its recorded rate into a depth_sfm_node process; fps is frames "
+                  "published per second of playback, latency is node output receive time - image publish time.",
+                  ("table", ["frames played", "frames published", "dropped"],
+                   [[realtime["frames_played"], realtime["frames_published"], realtime["dropped"]]])]
+        if comparison:
+            blocks += ["Offline pipeline vs node, depth on the frames both processed:",
+                       ("table", ["frames compared", "max |depth difference| [m]", "valid-pixel mismatches"],
+                        [[comparison["frames_compared"], _fmt(comparison["depth_max_abs_diff_m"]),
+                          comparison["depth_valid_mismatch_pixels"]]])]
+        sections.append(("Realtime (node over DDS)", blocks))
     pics: list[Any] = []
     for name, alt in (("trajectory", "trajectory top view"), ("errors", "errors over time"),
                       ("strip", "frames: image, predicted depth, GT depth, error, mask vs GT")):

@@ -15,7 +15,6 @@ crash mid-save never leaves a truncated checkpoint under the final name.
 """
 from __future__ import annotations
 
-import math
 import os
 import pickle
 import subprocess
@@ -28,7 +27,7 @@ import torch
 from .bundle import ModelBundle, build_models, validate_model_config
 
 __all__ = ["CHECKPOINT_FORMAT", "CheckpointError", "save_checkpoint", "load_checkpoint", "build_from_checkpoint",
-           "git_commit", "plain_data"]
+           "bundle_from_checkpoint_data", "git_commit", "plain_data"]
 
 CHECKPOINT_FORMAT = "depth_sfm_ros/checkpoint/v1"
 _FORMAT_PREFIX = "depth_sfm_ros/checkpoint/"
@@ -63,7 +62,8 @@ def plain_data(value: Any, where: str = "value") -> Any:
         return plain_data(value.item(), where)  # numpy / torch scalar
     if isinstance(value, os.PathLike):
         return os.fspath(value)
-    raise ValueError(f"{where} is a {type(value).__name__}; configs must be plain data (dict/list/str/number/bool/None)")
+    raise ValueError(f"{where} is a {type(value).__name__}; configs must be plain data "
+                     f"(dict/list/str/number/bool/None)")
 
 
 def git_commit(path: str | os.PathLike | None = None) -> str | None:
@@ -170,6 +170,12 @@ def build_from_checkpoint(path: str | os.PathLike, map_location: str | torch.dev
     Mismatching weights raise CheckpointError listing missing / unexpected keys.
     """
     data = load_checkpoint(path, map_location=map_location)
+    return bundle_from_checkpoint_data(data, map_location=map_location, eval_mode=eval_mode, source=str(path))
+
+
+def bundle_from_checkpoint_data(data: Mapping[str, Any], map_location: str | torch.device = "cpu",
+                                eval_mode: bool = True, source: str = "checkpoint") -> tuple[ModelBundle, dict]:
+    """:func:`build_from_checkpoint` for a dict already returned by :func:`load_checkpoint`."""
     cfg = dict(data["model_config"], weights_path=None, pose_weights_path=None)
     bundle = build_models(cfg)
     for name in ModelBundle.SUBNETS:
@@ -177,15 +183,15 @@ def build_from_checkpoint(path: str | os.PathLike, map_location: str | torch.dev
         if net is None and sd is None:
             continue
         if net is None or sd is None:
-            raise CheckpointError(f"{path}: sub-network {name!r} is {'absent' if net is None else 'present'} in "
+            raise CheckpointError(f"{source}: sub-network {name!r} is {'absent' if net is None else 'present'} in "
                                   f"model_config but its weights are {'present' if sd is not None else 'absent'}")
         try:
             result = net.load_state_dict(sd, strict=False)
         except RuntimeError as exc:  # shape mismatch
-            raise CheckpointError(f"{path}: weights of {name!r} do not fit model_config: {exc}") from exc
+            raise CheckpointError(f"{source}: weights of {name!r} do not fit model_config: {exc}") from exc
         if result.missing_keys or result.unexpected_keys:
-            raise CheckpointError(f"{path}: weights of {name!r} do not fit model_config: missing keys "
+            raise CheckpointError(f"{source}: weights of {name!r} do not fit model_config: missing keys "
                                   f"{result.missing_keys[:8]}, unexpected keys {result.unexpected_keys[:8]}")
     bundle.to(map_location)
     bundle.train(not eval_mode)
-    return bundle, data["model_config"]
+    return bundle, dict(data["model_config"])

@@ -250,7 +250,8 @@ class LiteEncoder(nn.Module):
         if int(num_input_images) != num_input_images or num_input_images < 1:
             raise ValueError(f"num_input_images must be a positive integer, got {num_input_images!r}")
         if len(channels) != 5 or len(blocks) != 4 or min(channels) < 8 or min(blocks) < 0:
-            raise ValueError(f"LiteEncoder needs 5 channel counts >= 8 and 4 block counts >= 0, got {channels}, {blocks}")
+            raise ValueError(f"LiteEncoder needs 5 channel counts >= 8 and 4 block counts >= 0, "
+                             f"got {channels}, {blocks}")
         self.name = "lite"
         self.num_input_images = int(num_input_images)
         self.num_ch_enc = [int(c) for c in channels]

@@ -12,6 +12,7 @@ optional ``~/points`` and TF, and ``/diagnostics``. Every output header carries 
 """
 from __future__ import annotations
 
+import logging
 import sys
 import threading
 import time
@@ -45,15 +46,17 @@ _PARAM_TYPES = {"bool": ParameterType.PARAMETER_BOOL, "int": ParameterType.PARAM
 def qos_profile(name: str, depth: int) -> QoSProfile:
     """``sensor_data`` / ``best_effort`` (best effort) or ``reliable``, keep-last ``depth``."""
     if name == "sensor_data":
-        profile = QoSProfile(depth=depth, reliability=qos_profile_sensor_data.reliability,
-                             durability=qos_profile_sensor_data.durability, history=HistoryPolicy.KEEP_LAST)
-        return profile
+        return QoSProfile(depth=depth, reliability=qos_profile_sensor_data.reliability,
+                          durability=qos_profile_sensor_data.durability, history=HistoryPolicy.KEEP_LAST)
     reliability = ReliabilityPolicy.RELIABLE if name == "reliable" else ReliabilityPolicy.BEST_EFFORT
     return QoSProfile(depth=depth, reliability=reliability, history=HistoryPolicy.KEEP_LAST)
 
 
 def _descriptor(spec: node_params.ParamSpec) -> ParameterDescriptor:
-    desc = ParameterDescriptor(name=spec.name, type=_PARAM_TYPES[spec.type_name], description=spec.description)
+    # read_only: the node applies parameters at start-up only, so `ros2 param set` is refused
+    # instead of silently doing nothing
+    desc = ParameterDescriptor(name=spec.name, type=_PARAM_TYPES[spec.type_name], description=spec.description,
+                               read_only=True)
     if spec.choices:
         desc.additional_constraints = f"one of: {', '.join(spec.choices)}"
     if spec.type_name == "float" and spec.min_value is not None:
@@ -66,12 +69,37 @@ def _descriptor(spec: node_params.ParamSpec) -> ParameterDescriptor:
     return desc
 
 
+class RosLogHandler(logging.Handler):
+    """Forwards Python ``logging`` records (the Pipeline's, the backends') to an rclpy logger, so
+    they reach the console and /rosout like the node's own lines."""
+
+    def __init__(self, ros_logger: Any) -> None:
+        super().__init__(level=logging.INFO)
+        self._ros_logger = ros_logger
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = f"{record.name}: {self.format(record)}"
+            if record.levelno >= logging.ERROR:
+                self._ros_logger.error(text)
+            elif record.levelno >= logging.WARNING:
+                self._ros_logger.warning(text)
+            else:
+                self._ros_logger.info(text)
+        except Exception:  # noqa: BLE001 - logging must never raise
+            self.handleError(record)
+
+
 class DepthSfmNode(Node):
     """See the module docstring. Raises :class:`~depth_sfm_ros.ros.params.ParameterError` from the
     constructor when a parameter is bad (``main`` turns that into exit status 2)."""
 
     def __init__(self, **node_kwargs: Any) -> None:
         super().__init__(topics.NODE_NAME, **node_kwargs)
+        package_logger = logging.getLogger("depth_sfm_ros")
+        package_logger.setLevel(logging.INFO)
+        package_logger.addHandler(RosLogHandler(self.get_logger()))
+        package_logger.propagate = False
         self.params = self._declare_and_validate()
         p = self.params
         self.stats = NodeStats()
@@ -210,7 +238,9 @@ class DepthSfmNode(Node):
 
     def _intrinsics(self, stamp_ns: int, width: int, height: int) -> Any:
         p = self.params
-        match = self._infos.lookup(stamp_ns, p.camera_info_sync_tolerance_s)
+        # wait for a CameraInfo that may arrive just after its image, unless none is coming
+        wait_s = p.camera_info_wait_s if self._infos.received or "no_camera_info" not in self._once else 0.0
+        match = self._infos.lookup(stamp_ns, p.camera_info_sync_tolerance_s, wait_s)
         if match.status == "none":
             self.stats.count_bad("missing_camera_info")
             fallback = p.fallback_intrinsics(width, height)
@@ -236,15 +266,12 @@ class DepthSfmNode(Node):
                                                 "is empty: set camera_frame")
             return
         height, width = image.shape[:2]
-        events = self._monitor.check(width, height, frame.stamp_ns)
+        for event in self._monitor.check(width, height, frame.stamp_ns):
+            self.stats.count_bad(event)  # the Pipeline resets odometry and logs the one line about it
         intrinsics = self._intrinsics(frame.stamp_ns, width, height)
-        result = self._pipeline.process(image, encoding, frame.stamp_ns * 1e-9, intrinsics)  # resets itself
-        for event in events:
-            self._bad_input(event, f"odometry reset: {result.reset_reason or event}")
+        result = self._pipeline.process(image, encoding, frame.stamp_ns * 1e-9, intrinsics)
         if result.reset:
             self._last_odom = None
-            if not events and result.frame_index > 0:
-                self.get_logger().warning(f"odometry reset: {result.reset_reason}")
         header = Header(stamp=TimeMsg(sec=header_in.stamp.sec, nanosec=header_in.stamp.nanosec), frame_id=frame_id)
         self._publish(result, header, image, encoding)
         latency_ms = (time.monotonic() - frame.received_monotonic_s) * 1e3

@@ -67,6 +67,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "(decoded with OpenCV)", choices=IMAGE_TRANSPORTS),
     ParamSpec("camera_info_sync_tolerance_s", 0.005, "largest |image stamp - CameraInfo stamp| accepted as a pair, s",
               0.0, 10.0),
+    ParamSpec("camera_info_wait_s", 0.05, "how long the worker waits for the CameraInfo of an image that "
+              "arrived first, s (not once CameraInfo is known to be missing)", 0.0, 1.0),
     ParamSpec("fx", 0.0, "fallback focal length x (pixels of the input image) when no CameraInfo arrives; "
               "0 = use the model card's intrinsics", 0.0, 1e6),
     ParamSpec("fy", 0.0, "fallback focal length y, pixels (0 = same as fx)", 0.0, 1e6),
@@ -124,6 +126,7 @@ class NodeParams:
     fixed_scale: float
     image_transport: str
     camera_info_sync_tolerance_s: float
+    camera_info_wait_s: float
     fallback_fx: float
     fallback_fy: float
     fallback_cx: float
@@ -246,7 +249,8 @@ def validate(values: dict[str, Any], check_model_files: bool = True) -> NodePara
         model_dir=model_dir, backend=v["backend"], device=v["device"], fp16=v["fp16"], threads=v["threads"],
         engine_cache_dir=v["engine_cache_dir"], scale_mode=v["scale_mode"],
         camera_height_m=v["camera_height_m"], fixed_scale=v["fixed_scale"], image_transport=v["image_transport"],
-        camera_info_sync_tolerance_s=v["camera_info_sync_tolerance_s"], fallback_fx=v["fx"], fallback_fy=v["fy"],
+        camera_info_sync_tolerance_s=v["camera_info_sync_tolerance_s"],
+        camera_info_wait_s=v["camera_info_wait_s"], fallback_fx=v["fx"], fallback_fy=v["fy"],
         fallback_cx=v["cx"], fallback_cy=v["cy"], odom_frame=odom_frame, base_frame=base_frame,
         camera_frame=camera_frame, T_base_cam=T_base_cam, publish_tf=v["publish_tf"],
         publish_points=v["publish_points"], points_decimation=v["points_decimation"], input_qos=v["input_qos"],

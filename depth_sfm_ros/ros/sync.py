@@ -72,28 +72,43 @@ class CameraInfoCache:
     def __init__(self, capacity: int = 30) -> None:
         if capacity < 1:
             raise ValueError(f"capacity must be >= 1, got {capacity}")
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
         self._items: collections.deque[tuple[int, Intrinsics]] = collections.deque(maxlen=capacity)
 
     def add(self, stamp_ns: int, intrinsics: Intrinsics) -> None:
         with self._lock:
             self._items.append((int(stamp_ns), intrinsics))
+            self._lock.notify_all()
+
+    @property
+    def received(self) -> bool:
+        """True once any CameraInfo was added."""
+        with self._lock:
+            return bool(self._items)
 
     def clear(self) -> None:
         with self._lock:
             self._items.clear()
 
-    def lookup(self, stamp_ns: int, tolerance_s: float) -> InfoMatch:
-        """The CameraInfo closest in stamp to ``stamp_ns`` if within ``tolerance_s``."""
+    def lookup(self, stamp_ns: int, tolerance_s: float, wait_s: float = 0.0) -> InfoMatch:
+        """The CameraInfo closest in stamp to ``stamp_ns`` if within ``tolerance_s``; waits up to
+        ``wait_s`` for it (image and CameraInfo travel on separate topics and may arrive in either
+        order), then falls back to the newest (``unsynced``) or nothing (``none``)."""
         with self._lock:
-            if not self._items:
-                return InfoMatch(None, "none")
-            best_stamp, best = min(self._items, key=lambda item: abs(item[0] - stamp_ns))
-            offset_s = abs(best_stamp - stamp_ns) * 1e-9
-            if offset_s <= tolerance_s:
-                return InfoMatch(best, "synced", offset_s)
-            newest_stamp, newest = max(self._items, key=lambda item: item[0])
-            return InfoMatch(newest, "unsynced", abs(newest_stamp - stamp_ns) * 1e-9)
+            if wait_s > 0:
+                self._lock.wait_for(lambda: self._match(stamp_ns, tolerance_s).status == "synced", timeout=wait_s)
+            return self._match(stamp_ns, tolerance_s)
+
+    def _match(self, stamp_ns: int, tolerance_s: float) -> InfoMatch:
+        """:meth:`lookup` without waiting; call with the lock held."""
+        if not self._items:
+            return InfoMatch(None, "none")
+        best_stamp, best = min(self._items, key=lambda item: abs(item[0] - stamp_ns))
+        offset_s = abs(best_stamp - stamp_ns) * 1e-9
+        if offset_s <= tolerance_s:
+            return InfoMatch(best, "synced", offset_s)
+        newest_stamp, newest = max(self._items, key=lambda item: item[0])
+        return InfoMatch(newest, "unsynced", abs(newest_stamp - stamp_ns) * 1e-9)
 
 
 def intrinsics_for_image(info: Intrinsics, width: int, height: int) -> Intrinsics:

@@ -18,6 +18,7 @@ torch is imported inside the functions (this module must import without torch).
 from __future__ import annotations
 
 import argparse
+import copy
 import importlib.util
 import logging
 import math
@@ -31,7 +32,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .model_card import MODEL_CARD_NAME, ONNX_FILES, ModelCard, sha256_file, utc_now_iso, write_model_card
+from .model_card import (MODEL_CARD_NAME, ONNX_FILES, SCALE_CONVENTIONS, ModelCard, sha256_file, utc_now_iso,
+                         write_model_card)
 
 __all__ = ["ExportResult", "export_bundle", "export_checkpoint", "load_calibration_images", "resolve_intrinsics",
            "add_arguments", "run", "TensorRTUnavailable"]
@@ -318,13 +320,16 @@ def export_bundle(bundle: Any, model_config: Mapping[str, Any], out_dir: str | o
         log.warning("%s: %s", out_dir, MISSING_INTRINSICS)
     if scale_convention is None:
         scale_convention = str(train_cfg.get("scale_convention", "relative"))
+    if scale_convention not in SCALE_CONVENTIONS:
+        raise ValueError(f"scale_convention must be one of {list(SCALE_CONVENTIONS)}, got {scale_convention!r}")
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / MODEL_CARD_NAME).unlink(missing_ok=True)  # the card is the commit marker: written last
-    modules = runtime_modules(bundle)
+    if any(p.device.type != "cpu" for p in bundle.parameters()):
+        bundle = copy.deepcopy(bundle).cpu()  # export on the CPU; the caller's (GPU) bundle is left untouched
     was_training = bundle.training
-    bundle.eval()
+    modules = runtime_modules(bundle)  # puts the networks in eval mode; restored below
     rng = np.random.default_rng(0)
     image_a = rng.random((1, 3, height, width), dtype=np.float32)
     image_b = np.clip(image_a + 0.05 * rng.standard_normal((1, 3, height, width)).astype(np.float32), 0, 1)
@@ -378,10 +383,10 @@ def export_bundle(bundle: Any, model_config: Mapping[str, Any], out_dir: str | o
 def export_checkpoint(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, height: int | None = None,
                       width: int | None = None, **kwargs: Any) -> ExportResult:
     """:func:`export_bundle` for a checkpoint file (model/train config, git commit from the checkpoint)."""
-    from ..models.checkpoint import build_from_checkpoint, load_checkpoint
+    from ..models.checkpoint import bundle_from_checkpoint_data, load_checkpoint
 
     data = load_checkpoint(checkpoint)
-    bundle, model_config = build_from_checkpoint(checkpoint)
+    bundle, model_config = bundle_from_checkpoint_data(data, source=str(checkpoint))
     kwargs.setdefault("git_commit", data.get("git_commit"))
     kwargs.setdefault("checkpoint_extra", data.get("extra"))
     extra = data.get("extra") or {}

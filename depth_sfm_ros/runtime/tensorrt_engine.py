@@ -301,6 +301,27 @@ def _make_calibrator(trt, input_names: list[str], frames: np.ndarray, cache_file
     return FrameCalibrator()
 
 
+def _progress_monitor(trt):
+    """A TensorRT >= 8.6 IProgressMonitor that logs build phases (None on older versions)."""
+    if not hasattr(trt, "IProgressMonitor"):
+        return None
+
+    class LogProgress(trt.IProgressMonitor):
+        def __init__(self) -> None:
+            trt.IProgressMonitor.__init__(self)
+
+        def phase_start(self, phase_name, parent_phase, num_steps) -> None:
+            log.info("TensorRT build: %s (%d steps)", phase_name, num_steps)
+
+        def step_complete(self, phase_name, step) -> bool:
+            return True  # False would cancel the build
+
+        def phase_finish(self, phase_name) -> None:
+            log.debug("TensorRT build: %s done", phase_name)
+
+    return LogProgress()
+
+
 def _build_serialized(onnx_path: Path, precision: str, calibration_images: np.ndarray | None,
                       workspace_gb: float, timing_cache_file: Path | None, calib_cache_file: Path) -> bytes:
     import tensorrt as trt
@@ -336,6 +357,9 @@ def _build_serialized(onnx_path: Path, precision: str, calibration_images: np.nd
         blob = timing_cache_file.read_bytes() if timing_cache_file.is_file() else b""
         timing_cache = config.create_timing_cache(blob)
         config.set_timing_cache(timing_cache, ignore_mismatch=False)
+    monitor = _progress_monitor(trt)
+    if monitor is not None:
+        config.progress_monitor = monitor
     log.info("building TensorRT %s engine for %s (TensorRT %s) ...", precision, onnx_path.name, trt.__version__)
     start = time.perf_counter()
     serialized = builder.build_serialized_network(network, config)
@@ -343,7 +367,10 @@ def _build_serialized(onnx_path: Path, precision: str, calibration_images: np.nd
         raise RuntimeError(f"TensorRT failed to build an engine for {onnx_path} (see the TensorRT log above)")
     log.info("built %s in %.1f s", onnx_path.name, time.perf_counter() - start)
     if timing_cache is not None:
-        _atomic_write(timing_cache_file, bytes(timing_cache.serialize()))
+        try:
+            _atomic_write(timing_cache_file, bytes(timing_cache.serialize()))
+        except OSError as exc:  # the engine is fine; only the next build is slower
+            log.warning("could not save the TensorRT timing cache %s: %s", timing_cache_file, exc)
     return bytes(serialized)
 
 
@@ -369,7 +396,7 @@ def build_engine(onnx_path: str | Path, precision: str = "fp32", calibration_ima
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     path = engine_path(key, root)
     timing_file = path.parent / f"timing-trt{_slug(key.tensorrt_version)}.cache" if timing_cache else None
-    calib_file = path.with_suffix(".calib")
+    calib_file = path.with_name(f"{path.stem}-{key.onnx_sha256[:12]}.calib")  # per ONNX: never stale
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

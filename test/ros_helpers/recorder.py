@@ -3,7 +3,8 @@
     python recorder.py --out rec --until-stamp-ns N [--timeout-s 60]
 
 Prints READY once the node's ~/depth publisher is discovered. Stops when a ~/depth message
-stamped N has arrived and a /diagnostics message received after it, or at the timeout. Writes
+stamped N has arrived and then a /diagnostics status whose frames_processed equals the number of
+depth images received (the node counts a frame after publishing all its outputs), or at the timeout. Writes
 ``rec.npz`` (arrays: depth_<i>, colored_<i>, mask_<i>, points_<i>) and ``rec.json`` (per-message
 metadata: stamps, frame ids, encodings, sizes, odometry poses, CameraInfo, diagnostics values).
 """
@@ -80,7 +81,11 @@ def main() -> int:
             meta["diagnostics"].append({"name": status.name, "level": int.from_bytes(status.level, "little"),
                                         "message": status.message, "hardware_id": status.hardware_id,
                                         "values": {kv.key: kv.value for kv in status.values}})
-        if state["done_stamp_seen"]:
+        # the node counts a frame as processed after publishing all of its outputs: a status
+        # counting every depth image received here means the last frame is complete
+        ours = [st for st in msg.status if st.name.startswith(topics.NODE_NAME)]
+        processed = {kv.key: kv.value for kv in ours[-1].values}.get("frames_processed") if ours else None
+        if state["done_stamp_seen"] and processed == str(len(meta["depth"])):
             state["finished"] = True
 
     node.create_subscription(Image, name("~/depth"), image_cb("depth"), qos)
@@ -99,6 +104,9 @@ def main() -> int:
     print("READY", flush=True)
     while not state["finished"] and time.monotonic() < deadline:
         rclpy.spin_once(node, timeout_sec=0.1)
+    grace_end = time.monotonic() + 0.3  # outputs published before that status, on other topics
+    while state["finished"] and time.monotonic() < grace_end:
+        rclpy.spin_once(node, timeout_sec=0.05)
     meta["timed_out"] = not state["finished"]
     np.savez(args.out + ".npz", **arrays)
     with open(args.out + ".json", "w") as f:

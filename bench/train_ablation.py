@@ -1,0 +1,305 @@
+#!/usr/bin/env python3
+"""Ablation benchmark: train the baseline and each seed technique on synthetic streets, score them on a
+held-out sequence (another seed) next to three trivial baselines, print a paper-style table + one JSON line.
+
+    python bench/train_ablation.py --steps 2000 --height 128 --width 416 --device cuda
+    python bench/train_ablation.py --steps 30 --height 64 --width 192 --rows baseline_monodepth2,pose_cycle
+
+Every row is an experiment file of depth_sfm_training/configs/ (name without .yaml) trained with the same
+data, resolution, steps, batch size and seed. Columns: median-scaled abs_rel / sq_rel / rmse / rmse_log /
+a1 over all pixels, and abs_rel / a1 over static and dynamic pixels (the image's median scale applied to
+both regions), 5-frame snippet ATE (m, SfMLearner protocol), and the dynamic-mask IoU of the motion net
+(dynamic_prob > 0.5; "-" for rows without one). Trivial baselines on the same frames: a constant depth
+(median-scaled), the per-row median of the training GT depth, the per-pixel median of the training GT depth.
+
+Self-supervised training from scratch needs a GPU and thousands of steps to beat those baselines; on a
+CPU the numbers of a short run test the mechanics, not the methods (see /work/shared/DESIGN.md).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+DEFAULT_ROWS = ["baseline_monodepth2", "sfmlearner_explainability", "multiple_masks_overlap_blank", "object_boundary",
+                "instance_aware", "sc_depth_geometric", "pose_cycle", "auto_weight_less_dynamic",
+                "auto_weight_more_dynamic", "normal_losses", "flow3d", "full"]
+COLUMNS = ["abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "abs_rel_static", "a1_static", "abs_rel_dynamic",
+           "a1_dynamic", "ate_m", "mask_iou"]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--steps", type=int, default=200, help="optimiser steps per row")
+    p.add_argument("--height", type=int, default=64)
+    p.add_argument("--width", type=int, default=192)
+    p.add_argument("--rows", default=",".join(DEFAULT_ROWS), help="comma-separated config names")
+    p.add_argument("--train-seeds", default="1,2", help="comma-separated synth seeds of the training sequences")
+    p.add_argument("--train-frames", type=int, default=60, help="frames per training sequence")
+    p.add_argument("--test-seed", type=int, default=100, help="synth seed of the held-out sequence")
+    p.add_argument("--test-frames", type=int, default=30)
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--encoder", default="lite", help="depth and pose encoder (lite | resnet18)")
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--num-workers", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="training seed (same for every row)")
+    p.add_argument("--set", action="append", default=[], metavar="key.sub=value",
+                   help="extra config override for every row (repeatable)")
+    p.add_argument("--data-dir", default=None, help="where to render the sequences (default: a temp folder)")
+    p.add_argument("--out", default=None, help="folder for the .md table and .json results (e.g. bench/results)")
+    args = p.parse_args(argv)
+    if args.steps < 1 or args.batch_size < 1 or args.train_frames < 3 or args.test_frames < 6:
+        p.error("need --steps >= 1, --batch-size >= 1, --train-frames >= 3, --test-frames >= 6")
+    if args.height % 32 or args.width % 32:
+        p.error(f"--height/--width must be multiples of 32, got {args.height}x{args.width}")
+    return args
+
+
+# ------------------------------------------------------------------------------------------- data
+def render_data(root: Path, args: argparse.Namespace) -> tuple[Path, Path]:
+    """Render the training sequences (one folder each under train/) and the held-out one (test/)."""
+    from depth_sfm_ros.synth import SynthConfig, render_sequence
+    from depth_sfm_ros.synth.kitti import write_kitti_folder
+
+    seeds = [int(s) for s in args.train_seeds.split(",") if s.strip()]
+    if args.test_seed in seeds:
+        raise SystemExit(f"--test-seed {args.test_seed} is also a training seed")
+    train = root / "train"
+    for seed in seeds:
+        if not (train / f"seed{seed}" / "poses.txt").is_file():
+            seq = render_sequence(SynthConfig(seed=seed, width=args.width, height=args.height, num_frames=args.train_frames))
+            write_kitti_folder(seq.frames, seq.intrinsics, train / f"seed{seed}")
+    test = root / "test"
+    if not (test / "poses.txt").is_file():
+        seq = render_sequence(SynthConfig(seed=args.test_seed, width=args.width, height=args.height,
+                                          num_frames=args.test_frames))
+        write_kitti_folder(seq.frames, seq.intrinsics, test)
+    return train, test
+
+
+def test_dataset(test_dir: Path, args: argparse.Namespace):
+    """Consecutive pairs (target = frame i, source = frame i-1) of the held-out sequence, no augmentation."""
+    from depth_sfm_training.datasets import build_dataset
+
+    return build_dataset({"type": "synthetic", "path": str(test_dir), "frame_offsets": [0, -1],
+                          "height": args.height, "width": args.width, "augment": False})
+
+
+def training_depths(train_dir: Path, args: argparse.Namespace) -> np.ndarray:
+    """All training GT depths (N, H, W), NaN where invalid: the statistics of the trivial baselines."""
+    from depth_sfm_training.datasets import build_dataset
+
+    ds = build_dataset({"type": "synthetic", "path": str(train_dir), "frame_offsets": [0, -1],
+                        "height": args.height, "width": args.width, "augment": False})
+    depths = np.stack([ds[i]["depth_gt"][0].numpy() for i in range(len(ds))]).astype(np.float64)
+    depths[depths <= 0] = np.nan
+    return depths
+
+
+# ------------------------------------------------------------------------------------- evaluation
+class RowScores:
+    """Accumulates depth metrics per region, relative poses and mask counts of one method."""
+
+    def __init__(self) -> None:
+        from depth_sfm_ros.metrics import DepthMetricsAccumulator
+
+        self.depth = DepthMetricsAccumulator()
+        self.pred_T: list[np.ndarray] = []
+        self.gt_T: list[np.ndarray] = []
+        self.tp = self.fp = self.fn = 0
+        self.has_mask = False
+
+    def add_depth(self, pred: np.ndarray, gt: np.ndarray, dynamic: np.ndarray) -> None:
+        from depth_sfm_ros.metrics import compute_depth_metrics_by_region
+
+        self.depth.add_regions(compute_depth_metrics_by_region(pred, gt, dynamic, max_depth=80.0))
+
+    def add_mask(self, pred: np.ndarray, gt: np.ndarray) -> None:
+        self.has_mask = True
+        self.tp += int(np.sum(pred & gt))
+        self.fp += int(np.sum(pred & ~gt))
+        self.fn += int(np.sum(~pred & gt))
+
+    def summary(self) -> dict[str, float]:
+        from depth_sfm_ros.metrics import mask_scores, snippet_ate
+
+        res = self.depth.result()
+        out = {k: res.get("all", {}).get(k, math.nan) for k in ("abs_rel", "sq_rel", "rmse", "rmse_log", "a1")}
+        for region in ("static", "dynamic"):
+            for k in ("abs_rel", "a1"):
+                out[f"{k}_{region}"] = res.get(region, {}).get(k, math.nan)
+        out["ate_m"] = (snippet_ate(np.array(self.pred_T), np.array(self.gt_T))["mean_m"]
+                        if len(self.pred_T) >= 4 else math.nan)
+        out["mask_iou"] = mask_scores(self.tp, self.fp, self.fn)["iou"] if self.has_mask else math.nan
+        return out
+
+
+def evaluate_model(bundle, model_config: dict, dataset, device) -> dict[str, float]:
+    """Score a trained bundle on the held-out pairs (depth by region, snippet ATE, mask IoU)."""
+    import torch
+
+    from depth_sfm_ros.geometry.ops import pose_vec_to_matrix
+    from depth_sfm_training.trainer import predict_depth
+
+    scores = RowScores()
+    bundle.eval()
+    with torch.no_grad():
+        for i in range(len(dataset)):
+            s = dataset[i]
+            cur, prev = s["images"][0:1].to(device), s["images"][1:2].to(device)
+            depth = predict_depth(bundle, cur, model_config)[0, 0].float().cpu().numpy()
+            gt = s["depth_gt"][0].numpy()
+            dynamic = s["dynamic_mask"][0, 0].numpy() > 0.5
+            scores.add_depth(depth, gt, dynamic)
+            scores.pred_T.append(pose_vec_to_matrix(bundle.pose(cur, prev).float())[0].cpu().numpy().astype(np.float64))
+            scores.gt_T.append(s["T_src_tgt_gt"][0].numpy().astype(np.float64))
+            if bundle.motion is not None:
+                _, prob = bundle.motion(prev, cur)
+                scores.add_mask(prob[0, 0].cpu().numpy() > 0.5, dynamic)
+    return scores.summary()
+
+
+def trivial_baselines(dataset, train_depths: np.ndarray) -> dict[str, dict[str, float]]:
+    """Constant depth, per-row and per-pixel median training depth, median-scaled on the same frames."""
+    global_median = float(np.nanmedian(train_depths))
+    with np.errstate(all="ignore"):
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows / pixels (sky) fall back below
+            per_row = np.nanmedian(train_depths, axis=(0, 2))                 # (H,)
+            per_pixel = np.nanmedian(train_depths, axis=0)                    # (H, W)
+    h, w = per_pixel.shape
+    per_row = np.where(np.isfinite(per_row), per_row, global_median)
+    per_pixel = np.where(np.isfinite(per_pixel), per_pixel, np.broadcast_to(per_row[:, None], (h, w)))
+    preds = {"trivial: constant depth": np.full((h, w), global_median),
+             "trivial: per-row median": np.broadcast_to(per_row[:, None], (h, w)).copy(),
+             "trivial: per-pixel median": per_pixel}
+    out = {}
+    for name, pred in preds.items():
+        scores = RowScores()
+        for i in range(len(dataset)):
+            s = dataset[i]
+            scores.add_depth(pred, s["depth_gt"][0].numpy(), s["dynamic_mask"][0, 0].numpy() > 0.5)
+        out[name] = scores.summary()
+    return out
+
+
+# ------------------------------------------------------------------------------------------- main
+def train_row(name: str, train_dir: Path, args: argparse.Namespace):
+    from depth_sfm_training.config import CONFIG_DIR, load_config
+    from depth_sfm_training.trainer import Trainer, mean_window_drop
+
+    overrides = [f"model.encoder={args.encoder}", f"model.pose_encoder={args.encoder}",
+                 f"data.height={args.height}", f"data.width={args.width}", "data.dataset=synthetic",
+                 f"data.path={train_dir}", "data.split=null", "data.val_path=null", "data.extra={}",
+                 f"train.max_steps={args.steps}", f"train.batch_size={args.batch_size}",
+                 f"train.num_workers={args.num_workers}", f"optim.lr={args.lr}", f"device={args.device}",
+                 f"seed={args.seed}", "log.progress_bar=false", "log.tensorboard=false"] + list(args.set)
+    config = load_config(CONFIG_DIR / f"{name}.yaml", overrides)
+    t0 = time.perf_counter()
+    trainer = Trainer(config, None)
+    result = trainer.fit()
+    seconds = time.perf_counter() - t0
+    window = max(1, min(20, len(result.losses) // 4))
+    info = {"train_s": round(seconds, 1), "steps": result.step, "steps_per_s": round(result.step / seconds, 3),
+            "loss_first": float(np.mean(result.losses[:window])), "loss_last": float(np.mean(result.losses[-window:])),
+            "loss_drop": mean_window_drop(result.losses, window) if len(result.losses) >= 2 * window else math.nan}
+    return trainer, info
+
+
+def _finite(value: Any) -> Any:
+    """NaN / inf -> None, recursively (strict JSON)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _fmt(v: Any) -> str:
+    return "-" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:.3f}"
+
+
+def format_table(rows: dict[str, dict[str, float]]) -> str:
+    head = "| method | " + " | ".join(COLUMNS) + " |"
+    lines = [head, "|" + "---|" * (len(COLUMNS) + 1)]
+    for name, m in rows.items():
+        lines.append(f"| {name} | " + " | ".join(_fmt(m.get(c)) for c in COLUMNS) + " |")
+    return "\n".join(lines)
+
+
+def payload(results: dict, training: dict, args: argparse.Namespace, machine: dict) -> dict:
+    return {"bench": "train_ablation", "args": vars(args), "machine": machine, "results": results,
+            "training": training}
+
+
+def write_results(out: Path, stamp: str, header: str, results: dict, training: dict, args: argparse.Namespace,
+                  machine: dict) -> None:
+    """``train_ablation_<stamp>.md`` (table + training info) and ``.json`` (one strict-JSON line)."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"train_ablation_{stamp}.md").write_text(
+        header + "\n\n" + format_table(results) + "\n\ntraining:\n```\n" + json.dumps(_finite(training), indent=1)
+        + "\n```\n", encoding="utf-8")
+    (out / f"train_ablation_{stamp}.json").write_text(
+        json.dumps(_finite(payload(results, training, args, machine)), allow_nan=False) + "\n", encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    import torch
+
+    from depth_sfm_training.config import CONFIG_DIR
+
+    rows = [r.strip() for r in args.rows.split(",") if r.strip()]
+    missing = [r for r in rows if not (CONFIG_DIR / f"{r}.yaml").is_file()]
+    if missing:
+        raise SystemExit(f"unknown rows {missing}; configs: {sorted(p.stem for p in CONFIG_DIR.glob('*.yaml'))}")
+    machine = {"platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
+               "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+               "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+    tmp = None
+    if args.data_dir is None:
+        tmp = tempfile.TemporaryDirectory(prefix="train_ablation_")
+        data_root = Path(tmp.name)
+    else:
+        data_root = Path(args.data_dir)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    try:
+        train_dir, test_dir = render_data(data_root, args)
+        test_set = test_dataset(test_dir, args)
+        results: dict[str, dict[str, float]] = dict(trivial_baselines(test_set, training_depths(train_dir, args)))
+        training: dict[str, dict[str, Any]] = {}
+        header = (f"train_ablation: {args.steps} steps x batch {args.batch_size} at {args.height}x{args.width}, "
+                  f"{args.encoder} encoders, train seeds {args.train_seeds} ({args.train_frames} frames each), "
+                  f"test seed {args.test_seed} ({len(test_set)} frames); machine: {machine}")
+        for name in rows:
+            trainer, info = train_row(name, train_dir, args)
+            results[name] = evaluate_model(trainer.bundle, trainer.model_config, test_set, trainer.device)
+            training[name] = info
+            print(f"{name}: {info} {results[name]}", file=sys.stderr, flush=True)
+            if args.out:  # rewritten after every row, so a long run that is cut short keeps what it finished
+                write_results(Path(args.out), stamp, header, results, training, args, machine)
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+    print(header)
+    print(format_table(results))
+    print(json.dumps(_finite(payload(results, training, args, machine)), allow_nan=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
