@@ -31,14 +31,15 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 PARAMS_FILE = REPO / "config" / "depth_sfm.yaml"
-DEFAULT_MODEL = REPO / "depth_sfm_ros" / "data" / "default_model"
 
 
 def _model_dir(arg: str, tmp: Path) -> tuple[Path, str]:
     if arg:
         return Path(arg), "given"
-    if (DEFAULT_MODEL / "model_card.yaml").is_file():
-        return DEFAULT_MODEL, "bundled default"
+    from depth_sfm_ros.runtime.model_dir import DEFAULT_MODEL_DIR
+
+    if (DEFAULT_MODEL_DIR / "model_card.yaml").is_file():
+        return DEFAULT_MODEL_DIR, "bundled default"
     import torch
 
     from depth_sfm_ros.models import build_models

@@ -131,7 +131,7 @@ def test_each_technique_config_switches_its_technique_on():
 
 
 def test_model_section_is_a_valid_model_config():
-    from depth_sfm_ros.models.bundle import validate_model_config
+    from depth_sfm_ros.models import validate_model_config
     from depth_sfm_training.trainer import model_config_from
 
     for path in list_experiment_configs():

@@ -10,6 +10,7 @@ from ros_helpers import common  # noqa: E402
 
 from depth_sfm_ros.ros import params  # noqa: E402
 from depth_sfm_ros.ros.pipeline_factory import pipeline_config  # noqa: E402
+from depth_sfm_ros.runtime.model_card import read_model_card  # noqa: E402
 from depth_sfm_ros.runtime.pipeline import Pipeline  # noqa: E402
 from depth_sfm_ros.synth.render import SynthConfig, render_sequence  # noqa: E402
 
@@ -25,13 +26,19 @@ EXPECTED_COUNTS = {"missing_camera_info": 2, "unsupported_encoding": 1, "truncat
 COMPRESSED_PLAN = "compressed:2,bad_compressed,compressed:3"
 
 
+
+def _card_hw(model_dir) -> tuple[int, int]:
+    """(H, W) the model's networks take: the size of the published depth and mask."""
+    card = read_model_card(model_dir)
+    return card.input_height, card.input_width
+
 def _session(tmp_path_factory, name: str, plan: str, offset: int, *ros_args: str) -> dict:
     tmp = tmp_path_factory.mktemp(name)
     env = common.ros_env(common.unique_domain_id(offset))
     model_dir = common.test_model_dir()
     node = common.start_node(model_dir, env, tmp / "node.log", "-p", "diagnostics_period_s:=0.2",
                              "-p", "log_throttle_s:=60.0", "-p", "scale_mode:=fixed", "-p", f"fixed_scale:={FIXED_SCALE}",
-                             *ros_args)
+                             "-p", "camera_info_wait_s:=0.15", *ros_args)  # < the player's 0.2 s period: no drop
     try:
         played, rec, _ = common.play_and_record(tmp, env, plan, player_args=("--frame-id", FRAME_ID))
     finally:
@@ -92,8 +99,9 @@ def test_good_frames_between_bad_ones_are_published_correctly(raw):
     assert depth_stamps[-3:] == good[-3:]  # and it is still publishing at the end
     dropped = int(rec.last_diagnostics()["values"]["frames_dropped"])
     assert len(depth_stamps) == len(good) - dropped
+    net_hw = _card_hw(raw["model_dir"])
     for entry, depth, colored in zip(rec.meta["depth"], rec.images("depth"), rec.images("colored")):
-        assert (entry["encoding"], entry["frame_id"], depth.shape) == ("32FC1", FRAME_ID, (64, 192))
+        assert (entry["encoding"], entry["frame_id"], depth.shape) == ("32FC1", FRAME_ID, net_hw)
         np.testing.assert_array_equal(np.all(colored == 0, axis=-1), np.isnan(depth))
 
 

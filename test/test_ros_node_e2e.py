@@ -21,6 +21,7 @@ from depth_sfm_ros import metrics  # noqa: E402
 from depth_sfm_ros.geometry import Pose  # noqa: E402
 from depth_sfm_ros.ros import outputs, params, topics  # noqa: E402
 from depth_sfm_ros.ros.pipeline_factory import pipeline_config  # noqa: E402
+from depth_sfm_ros.runtime.model_card import read_model_card  # noqa: E402
 from depth_sfm_ros.runtime.pipeline import Pipeline, PipelineConfig  # noqa: E402
 from depth_sfm_ros.synth.render import SynthConfig, render_sequence  # noqa: E402
 
@@ -30,6 +31,12 @@ WIDTH, HEIGHT = 384, 128
 FRAME_ID = "camera_optical"
 MIN_DEPTH_M, MAX_DEPTH_M = 0.5, 10.0
 
+
+
+def _card_hw(model_dir) -> tuple[int, int]:
+    """(H, W) the model's networks take: the size of the published depth and mask."""
+    card = read_model_card(model_dir)
+    return card.input_height, card.input_width
 
 def _scale_for_half_nan(model_dir: Path, seq) -> float:
     """Fixed scale putting the median depth of frame 0 at MAX_DEPTH_M, so about half of the
@@ -72,7 +79,7 @@ def run(tmp_path_factory):
     fixed_scale = _scale_for_half_nan(model_dir, seq)
     overrides = {"scale_mode": "fixed", "fixed_scale": fixed_scale, "min_depth_m": MIN_DEPTH_M,
                  "max_depth_m": MAX_DEPTH_M, "publish_points": True, "points_decimation": 2,
-                 "diagnostics_period_s": 0.2}
+                 "diagnostics_period_s": 0.2, "camera_info_wait_s": 0.15}
     ros_args = [a for name, value in overrides.items()
                 for a in ("-p", f"{name}:={str(value).lower() if isinstance(value, bool) else value}")]
     domain_id = common.unique_domain_id(21)
@@ -132,7 +139,7 @@ def test_every_output_copies_the_input_stamp_and_frame(run):
 
 def test_encodings_sizes_and_camera_info(run):
     rec = run["rec"]
-    h_net, w_net = 64, 192
+    h_net, w_net = _card_hw(run["model_dir"])
     for kind, encoding in (("depth", "32FC1"), ("colored", "bgr8"), ("mask", "mono8")):
         for entry in rec.meta[kind]:
             assert (entry["encoding"], entry["height"], entry["width"]) == (encoding, h_net, w_net), kind
@@ -225,7 +232,7 @@ def test_diagnostics_report_rates_latency_and_counters(run):
     assert float(values["processing_rate_hz"]) > 0 and float(values["latency_ms_p50"]) > 0
     assert values["scale"] == f"{run['params'].fixed_scale:.6g}"
     for kind in ("unsupported_encoding", "truncated", "empty", "size_change", "stamp_backwards",
-                 "missing_camera_info", "pipeline_error"):
+                 "missing_camera_info", "camera_info_unsynced", "pipeline_error"):
         assert values[f"bad_input.{kind}"] == "0", kind
     assert {"timing_ms.infer", "timing_ms.total"} <= set(values)
 

@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 
 from depth_sfm_ros.geometry.ops import invert_transform, pose_vec_to_matrix
-from depth_sfm_ros.models.layers import disp_to_depth
+from depth_sfm_ros.models import disp_to_depth
 
 
 @dataclass

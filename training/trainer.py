@@ -148,7 +148,6 @@ class Trainer:
     def __init__(self, config: dict[str, Any], out_dir: str | Path | None = None, resume: str | Path | None = None,
                  dist_info: DistInfo | None = None, train_set: Dataset | None = None,
                  val_set: Dataset | None = None) -> None:
-        from depth_sfm_ros.models.bundle import build_models, validate_model_config
         self.config = validate(copy.deepcopy(config))
         self.dist = dist_info or dist_info_from_env()
         self.device = resolve_device(self.config["device"], self.dist)
@@ -159,9 +158,23 @@ class Trainer:
             torch.use_deterministic_algorithms(True, warn_only=True)
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.is_main = self.dist.is_main
+        self._build_models()
+        self._build_optimizer()
+        self._build_data(train_set, val_set)
+        t = self.config["train"]
+        self.total_steps = t["max_steps"] if t["max_steps"] > 0 else t["epochs"] * self.steps_per_epoch
+        self.step = 0
+        self.history: list[float] = []
+        if resume is not None:
+            self._load_resume(Path(resume))
+        self.commit = git_commit()
+        self.logger: TrainLogger | None = None
 
-        # models: every rank builds from the same seed; DDP also broadcasts rank 0's weights
-        torch.manual_seed(self.seed)
+    def _build_models(self) -> None:
+        """Networks, the DDP-wrapped forward pass, the loss config and the normal-loss depth prior."""
+        from depth_sfm_ros.models import build_models, validate_model_config
+
+        torch.manual_seed(self.seed)  # every rank builds the same weights; DDP also broadcasts rank 0's
         self.model_config = validate_model_config(model_config_from(self.config))
         self.bundle = build_models(self.model_config).to(self.device)
         losses = self.config["losses"]
@@ -189,7 +202,8 @@ class Trainer:
                 find_unused_parameters=find_unused)
         self.prior = _DepthPrior(self.config, self.bundle, self.device)
 
-        # optimiser and schedule
+    def _build_optimizer(self) -> None:
+        """Adam(W), the step schedule and the AMP GradScaler (active on CUDA only; CPU autocast uses bf16)."""
         o = self.config["optim"]
         params = [p for p in self.bundle.parameters() if p.requires_grad]
         opt_cls = torch.optim.Adam if o["name"] == "adam" else torch.optim.AdamW
@@ -201,7 +215,8 @@ class Trainer:
         self.amp = amp
         self.scaler = torch.amp.GradScaler("cuda", enabled=amp and self.device.type == "cuda")
 
-        # data
+    def _build_data(self, train_set: Dataset | None, val_set: Dataset | None) -> None:
+        """Training set + DistributedSampler (also for one process: one shuffling rule), validation set."""
         if train_set is None:
             from depth_sfm_training.datasets import build_dataset
 
@@ -223,18 +238,10 @@ class Trainer:
                                  persistent_workers=False)
 
         self.steps_per_epoch = len(self.loader)
-        t = self.config["train"]
-        self.total_steps = t["max_steps"] if t["max_steps"] > 0 else t["epochs"] * self.steps_per_epoch
-        self.step = 0
-        self.history: list[float] = []
-        if resume is not None:
-            self._load_resume(Path(resume))
-        self.commit = git_commit()
-        self.logger: TrainLogger | None = None
 
     # ------------------------------------------------------------------------------ checkpoints
     def _load_resume(self, path: Path) -> None:
-        from depth_sfm_ros.models.checkpoint import load_checkpoint
+        from depth_sfm_ros.models import load_checkpoint
 
         ckpt = load_checkpoint(path, map_location=self.device)
         if ckpt["model_config"] != self.model_config:
@@ -252,11 +259,16 @@ class Trainer:
         if extra.get("prior_taken_at") is not None:
             self.prior.load_state(_prior_path(path), int(extra["prior_taken_at"]), self.device)
         self.step = int(ckpt["step"])
+        if extra.get("world_size") not in (None, self.dist.world_size) or \
+                extra.get("steps_per_epoch") not in (None, self.steps_per_epoch):
+            log.warning("resuming %s with %d processes / %d steps per epoch (saved: %s / %s): training continues "
+                        "but the data order differs from an uninterrupted run", path, self.dist.world_size,
+                        self.steps_per_epoch, extra.get("world_size"), extra.get("steps_per_epoch"))
         log.info("resumed %s at step %d", path, self.step)
 
     def save_checkpoint(self, path: Path) -> Path:
         """Write a resumable checkpoint (rank 0 only; other ranks return without writing)."""
-        from depth_sfm_ros.models.checkpoint import save_checkpoint
+        from depth_sfm_ros.models import save_checkpoint
 
         if not self.is_main:
             return path
@@ -448,7 +460,7 @@ def _full_res(disps: Any) -> torch.Tensor:
 @torch.no_grad()
 def predict_depth(bundle: nn.Module, image: torch.Tensor, model_config: dict[str, Any]) -> torch.Tensor:
     """Depth (B, 1, H, W) in network units of images (B, 3, H, W), eval mode."""
-    from depth_sfm_ros.models.layers import disp_to_depth
+    from depth_sfm_ros.models import disp_to_depth
 
     was_training = bundle.training
     bundle.eval()
@@ -529,7 +541,7 @@ class _DepthPrior:
         if not self.enabled:
             return
         if self.mode == "checkpoint":
-            from depth_sfm_ros.models.checkpoint import build_from_checkpoint
+            from depth_sfm_ros.models import build_from_checkpoint
 
             if not n["checkpoint"]:
                 raise ValueError("depth_prior.source is 'checkpoint' but depth_prior.checkpoint is not set")
@@ -572,7 +584,7 @@ class _DepthPrior:
     @torch.no_grad()
     def depth(self, image: torch.Tensor, step: int) -> torch.Tensor | None:
         """Prior depth (B, 1, H, W) of the target images (B, 3, H, W), or None when disabled."""
-        from depth_sfm_ros.models.layers import disp_to_depth
+        from depth_sfm_ros.models import disp_to_depth
 
         if not self.enabled:
             return None

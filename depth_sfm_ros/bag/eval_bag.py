@@ -372,7 +372,7 @@ def run(args: argparse.Namespace) -> int:
                 intrinsics=args.intrinsics, start_s=args.start, duration_s=args.duration, every=args.every,
                 write_bag=args.write_bag, progress=not args.no_progress, min_depth_m=args.min_depth,
                 max_depth_m=args.max_depth, alignment=args.align, max_stamp_diff_s=args.max_stamp_diff)
-    except (BagError, ValueError, FileExistsError, RuntimeError, ImportError) as exc:
+    except (BagError, ValueError, OSError, RuntimeError, ImportError) as exc:  # OSError: disk full, permissions
         print(f"depth-sfm eval-bag: {exc}", file=sys.stderr)
         return 2
     summary = [f"{metrics['frames']} frames"]

@@ -15,6 +15,7 @@ Every message carries the input image's header stamp, and the bag time equals th
 """
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +36,16 @@ TF_TOPIC = "/tf"
 CAMERA_INFO_TOPIC = "/camera/camera_info"
 
 
+class OutputBagError(RuntimeError):
+    """The output bag could not be written (disk full, file size limit, permissions); the
+    incomplete bag has been removed, so nothing half-written is left looking like a result."""
+
+
 class OutputBagWriter:
     """Write one frame at a time; use as a context manager.
+
+    An OSError while writing or closing (ENOSPC, EFBIG, EACCES ...) removes the incomplete bag
+    directory and raises :class:`OutputBagError` naming the path.
 
     Args:
         path: the rosbag2 directory to create (must not exist).
@@ -56,13 +65,28 @@ class OutputBagWriter:
         self.min_depth_m, self.max_depth_m = float(min_depth_m), float(max_depth_m)
         self._bag = rosbags_io.BagWriter(self.path, storage="mcap")
         self.frames = 0
+        self._failed = False
+
+    def _fail(self, exc: OSError) -> OutputBagError:
+        """Remove the incomplete bag; the error to raise."""
+        self._failed = True
+        shutil.rmtree(self.path, ignore_errors=True)
+        return OutputBagError(f"cannot write the output bag {self.path}: {exc.strerror or exc} "
+                              f"(after {self.frames} frames); the incomplete bag was removed")
 
     def __enter__(self) -> "OutputBagWriter":
-        self._bag.__enter__()
+        try:
+            self._bag.__enter__()
+        except OSError as exc:
+            raise self._fail(exc) from exc
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._bag.__exit__(*exc)
+        try:
+            self._bag.__exit__(*exc)
+        except OSError as err:
+            if not self._failed:  # a failed write was reported already
+                raise self._fail(err) from err
 
     @property
     def counts(self) -> dict[str, int]:
@@ -80,6 +104,16 @@ class OutputBagWriter:
             camera_intrinsics: intrinsics of ``image`` or None.
             result: the pipeline's result for this frame.
         """
+        if self._failed:
+            raise OutputBagError(f"the output bag {self.path} failed earlier; nothing more is written")
+        try:
+            self._write(stamp_ns, frame_id, image, encoding, camera_intrinsics, result)
+        except OSError as exc:
+            raise self._fail(exc) from exc
+        self.frames += 1
+
+    def _write(self, stamp_ns: int, frame_id: str, image: np.ndarray, encoding: str,
+               camera_intrinsics: Intrinsics | None, result: Any) -> None:
         io = rosbags_io
         frame_id = frame_id or "camera"
         bag = self._bag
@@ -98,4 +132,3 @@ class OutputBagWriter:
         bag.write(ODOM_TOPIC, io.odometry_to_msg(T, stamp_ns, self.odom_frame, frame_id), stamp_ns)
         bag.write(TF_TOPIC, io.tf_message([io.transform_stamped_to_msg(T, stamp_ns, self.odom_frame, frame_id)]),
                   stamp_ns)
-        self.frames += 1

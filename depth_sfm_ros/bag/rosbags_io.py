@@ -117,6 +117,8 @@ def msg_to_image(msg: Any) -> np.ndarray:
         raise ValueError(f"unsupported image encoding {encoding!r}; supported: {sorted(IMAGE_ENCODINGS)}")
     dtype, channels = IMAGE_ENCODINGS[encoding]
     height, width, step = int(msg.height), int(msg.width), int(msg.step)
+    if height <= 0 or width <= 0:
+        raise ValueError(f"empty Image ({width}x{height} {encoding}): nothing to decode")
     row_bytes = width * channels * dtype.itemsize
     data = np.asarray(msg.data, dtype=np.uint8)
     if step < row_bytes or data.size < step * height:
@@ -178,6 +180,8 @@ def msg_to_intrinsics(msg: Any) -> Intrinsics:
     d = np.asarray(msg.d, dtype=np.float64)
     if d.size and np.any(np.abs(d) > 1e-12) and not np.any(P):
         raise ValueError("CameraInfo has distortion but no projection matrix P; rectify the images first")
+    if not np.all(np.isfinite(K)):
+        raise ValueError(f"CameraInfo camera matrix has NaN/Inf entries: {K.ravel().tolist()}")
     return Intrinsics.from_matrix(K, int(msg.width), int(msg.height))
 
 

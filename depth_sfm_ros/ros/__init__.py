@@ -2,5 +2,5 @@
 
 Only :mod:`depth_sfm_ros.ros.node` imports rclpy at module level; ``conversions`` imports message
 packages inside the functions that build messages; ``params``, ``topics``, ``diagnostics``,
-``sync`` and ``outputs`` are plain Python + numpy (unit-tested without DDS).
+``sync``, ``outputs`` and ``pipeline_factory`` are plain Python + numpy (unit-tested without DDS).
 """

@@ -5,9 +5,10 @@ fields and put it into a one-frame mailbox (a frame overwritten there is counted
 one worker thread takes the newest frame, runs the Pipeline and publishes. Nothing queues
 without bound and inference never blocks the executor.
 
-Topics (see :mod:`depth_sfm_ros.ros.topics`): subscribes ``image`` (or ``image/compressed``) and
+Topics (see :mod:`depth_sfm_ros.ros.topics`): subscribes ``image`` (or ``<remapped image>/compressed``) and
 ``camera_info``; publishes ``~/depth`` (32FC1 metres, NaN unknown, REP 118), ``~/depth/camera_info``,
-``~/depth/colored`` (bgr8, unknown black), ``~/dynamic_mask`` (mono8, 255 moving), ``~/odometry``,
+``~/depth/colored`` (bgr8, unknown black), ``~/dynamic_mask`` (mono8, 255 moving; none for the first
+frame after a (re)start, which has no previous frame), ``~/odometry``,
 optional ``~/points`` and TF, and ``/diagnostics``. Every output header carries the input stamp.
 """
 from __future__ import annotations
@@ -299,9 +300,10 @@ class DepthSfmNode(Node):
         T_odom_child = outputs.odometry_pose(result.T_odom_cam, p.T_base_cam, child_is_base=bool(p.base_frame))
         child_frame = p.base_frame or header.frame_id
         stamp_s = conversions.stamp_to_seconds(header.stamp)
+        dt_s = 0.0 if self._last_odom is None else stamp_s - self._last_odom[1]
         linear, angular = np.zeros(3), np.zeros(3)
-        if self._last_odom is not None:
-            linear, angular = outputs.body_twist(self._last_odom[0], T_odom_child, stamp_s - self._last_odom[1])
+        if dt_s > 0:
+            linear, angular = outputs.body_twist(self._last_odom[0], T_odom_child, dt_s)
         self._last_odom = (T_odom_child, stamp_s)
 
         msg = Odometry()
@@ -315,7 +317,9 @@ class DepthSfmNode(Node):
         twist = msg.twist.twist
         twist.linear.x, twist.linear.y, twist.linear.z = (float(v) for v in linear)
         twist.angular.x, twist.angular.y, twist.angular.z = (float(v) for v in angular)
-        msg.twist.covariance = list(p.pose_covariance)
+        # the twist differentiates two poses: variance / dt^2; without a previous pose it is unknown
+        # (-1 in the first element, the sensor_msgs convention)
+        msg.twist.covariance = ([v / dt_s ** 2 for v in p.pose_covariance] if dt_s > 0 else [-1.0] + [0.0] * 35)
         self._pub_odom.publish(msg)
 
         if self._tf_broadcaster is not None:

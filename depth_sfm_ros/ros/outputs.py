@@ -14,6 +14,7 @@ import numpy as np
 
 from depth_sfm_ros.geometry import Intrinsics, Pose, backproject_np, matrix_to_axis_angle
 
+
 def odometry_pose(T_camodom_cam: Pose, T_base_cam: Pose, child_is_base: bool) -> Pose:
     """Pipeline camera odometry (anchored at the first camera optical frame) -> the published pose.
 

@@ -15,13 +15,14 @@ from typing import Any, Sequence
 import numpy as np
 
 from depth_sfm_ros.geometry import Intrinsics, Pose, euler_to_matrix
+from depth_sfm_ros.runtime.model_dir import DEFAULT_MODEL_DIR as _RUNTIME_DEFAULT_MODEL_DIR
 from depth_sfm_ros.runtime.scale import SCALE_MODES
 
 BACKENDS = ("auto", "onnxruntime", "tensorrt", "torch")
 DEVICES = ("auto", "cpu", "cuda")
 IMAGE_TRANSPORTS = ("raw", "compressed")
 QOS_PROFILES = ("sensor_data", "reliable", "best_effort")
-DEFAULT_MODEL_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "default_model")
+DEFAULT_MODEL_DIR = str(_RUNTIME_DEFAULT_MODEL_DIR)
 
 
 @dataclass(frozen=True)

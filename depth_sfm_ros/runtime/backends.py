@@ -241,6 +241,8 @@ def create_backend(model: str | Path, name: str = "auto", device: str = "auto", 
     if name == "auto":
         order = auto_backend_order(model, device)
         if not order:
+            if model.is_dir() and (model / "model_card.yaml").is_file() and find_checkpoint(model) is None:
+                onnx_files(model)  # an exported dir with a file missing: ModelDirError names it and its expected IO
             raise RuntimeError(f"no usable backend for {model} on device={device!r}: need onnxruntime + depth.onnx, "
                                f"or torch + a checkpoint, or TensorRT + a CUDA GPU")
         name, device, reason = order[0]

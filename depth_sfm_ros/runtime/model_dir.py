@@ -15,8 +15,11 @@ from .model_card import MODEL_CARD_NAME, ONNX_FILES, ModelCard, ModelCardError, 
 CARD_FILE = MODEL_CARD_NAME
 ONNX_SPECS = ONNX_FILES
 REQUIRED_ONNX = ("depth.onnx", "pose.onnx")  # mask.onnx is optional: no dynamic mask without it
+# The bundled default model (trained on the synthetic sequences, see its model_card.yaml): the default
+# of the node, eval-bag and the demo.
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "data" / "default_model"
 
-__all__ = ["ModelCard", "ModelDirError", "read_model_card", "onnx_files", "check_io", "card_input_hw",
+__all__ = ["DEFAULT_MODEL_DIR", "ModelCard", "ModelDirError", "read_model_card", "onnx_files", "check_io", "card_input_hw",
            "card_intrinsics"]
 
 

@@ -17,12 +17,14 @@ from pathlib import Path
 
 import numpy as np
 
+from depth_sfm_ros.runtime.model_dir import DEFAULT_MODEL_DIR
+
 REPO = Path(__file__).resolve().parents[2]
 HELPERS = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
 NODE_EXECUTABLE = BIN / "depth_sfm_node"
 PARAMS_FILE = REPO / "config" / "depth_sfm.yaml"
-DEFAULT_MODEL = REPO / "depth_sfm_ros" / "data" / "default_model"
+DEFAULT_MODEL = DEFAULT_MODEL_DIR  # the bundled default model (may not exist yet)
 IMAGE_TOPIC = "/camera/image_raw"
 INFO_TOPIC = "/camera/camera_info"
 
