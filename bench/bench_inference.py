@@ -26,8 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
+from depth_sfm_ros.runtime.model_dir import DEFAULT_MODEL_DIR
+
 log = logging.getLogger("bench_inference")
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "depth_sfm_ros" / "data" / "default_model"
 RESOLUTIONS = ((416, 128), (640, 192))
 
 

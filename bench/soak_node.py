@@ -35,9 +35,10 @@ from typing import Any
 
 import numpy as np
 
+from depth_sfm_ros.runtime.model_dir import DEFAULT_MODEL_DIR as DEFAULT_MODEL
+
 REPO = Path(__file__).resolve().parents[1]
 PARAMS_FILE = REPO / "config" / "depth_sfm.yaml"
-DEFAULT_MODEL = REPO / "depth_sfm_ros" / "data" / "default_model"
 NODE_NAME = "depth_sfm_node"
 WHITE_MEAN_THRESHOLD = 0.98
 # pass bounds of the soak (bench); the short test uses its own
@@ -93,7 +94,7 @@ def soak_model_dir(arg: str, tmp: Path, height: int, width: int, with_fault: boo
         return export_fault_model(tmp / "fault_model", height, width), \
             "tiny untrained model with a white-frame fault in depth.onnx (exported for this run)"
     if arg:
-        return Path(arg), "given"
+        return Path(arg), f"given: {arg}"
     if (DEFAULT_MODEL / "model_card.yaml").is_file():
         return DEFAULT_MODEL, "bundled default"
     from depth_sfm_ros.runtime.tiny_model import export_tiny_model_dir

@@ -12,6 +12,11 @@ both regions), 5-frame snippet ATE (m, SfMLearner protocol), and the dynamic-mas
 (dynamic_prob > 0.5; "-" for rows without one). Trivial baselines on the same frames: a constant depth
 (median-scaled), the per-row median of the training GT depth, the per-pixel median of the training GT depth.
 
+Masks: the synthetic instance ids and dynamic masks stand in for an off-the-shelf segmenter's masks, so with the
+default ``data.use_dynamic_masks: true`` the auto-weight rows weigh samples by the GT dynamic masks and the motion
+net's dynamic probability is taught by them (the mask-IoU column is then partly supervised); pass
+``--set data.use_dynamic_masks=false`` for masks learned from the photometric / flow losses alone.
+
 Self-supervised training from scratch needs a GPU and thousands of steps to beat those baselines; on a
 CPU the numbers of a short run test the mechanics, not the methods (see /work/shared/DESIGN.md).
 """

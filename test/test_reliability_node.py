@@ -87,6 +87,13 @@ def _odom_matrix(entry: dict) -> np.ndarray:
     return Pose.from_quaternion(entry["position"], entry["orientation_xyzw"]).matrix
 
 
+def _forward_gaps(stamps_ns: list[int], max_gap_s: float = 1.0) -> list[int]:
+    """Indices where a processed frame follows the previous processed one by more than
+    max_stamp_gap_s (the node restarts odometry there; on a very busy machine the latest-frame
+    policy can drop enough frames for that)."""
+    return [i for i in range(1, len(stamps_ns)) if stamps_ns[i] - stamps_ns[i - 1] > max_gap_s * 1e9]
+
+
 # --- backend failing mid-stream ---------------------------------------------------------------
 
 WHITE = (4, 9)
@@ -169,17 +176,19 @@ def test_clock_jump_back_resets_odometry_once_with_a_log_line(looped):
     assert looped["rc"] == 0, log
     assert result.complete, f"counters never settled (diagnostics timer on sim time?):\n{log}"
     assert "Traceback" not in log, log
+    stamps = [o["stamp_ns"] for o in result.odometry]
+    gaps = _forward_gaps(stamps)  # none unless the machine is very busy
     diag = result.last_diagnostics()
     assert diag["bad_input.stamp_backwards"] == "1", diag
-    assert diag["odometry_resets"] == "2", diag  # the first frame, and the jump
+    assert int(diag["odometry_resets"]) == 2 + len(gaps), diag  # the first frame, and the jump
     resets = [line for line in log.splitlines() if "resetting odometry" in line]
-    assert len(resets) == 1 and "stamp went backwards" in resets[0], resets
+    assert sum("stamp went backwards" in line for line in resets) == 1, resets
+    assert len(resets) == 1 + len(gaps), resets
     # the odometry restarts at the identity at the first frame after the jump, and only there
-    stamps = [o["stamp_ns"] for o in result.odometry]
     jumps = [i for i in range(1, len(stamps)) if stamps[i] < stamps[i - 1]]
     assert len(jumps) == 1, stamps
     identity = [i for i, o in enumerate(result.odometry) if np.allclose(_odom_matrix(o), np.eye(4), atol=1e-12)]
-    assert identity == [0, jumps[0]], identity
+    assert identity == sorted([0, jumps[0], *gaps]), identity
     assert [d["stamp_ns"] for d in result.depth] == stamps  # every output copies its input stamp
 
 
@@ -229,7 +238,8 @@ def test_soak_accounts_for_every_frame(soak):
     depth_stamps = [d["stamp_ns"] for d in soak["result"].depth]
     assert depth_stamps == sorted(set(depth_stamps))  # in order, none twice
     assert depth_stamps[-1] == soak["result"].published[-1]["stamp_ns"]  # the newest frame is never dropped
-    assert f["odometry_resets"] == 1, f  # 30 Hz stamps: no gap, no reset after the first frame
+    # 30 Hz stamps: no reset after the first frame, unless drops left a gap > max_stamp_gap_s
+    assert f["odometry_resets"] == 1 + len(_forward_gaps(depth_stamps)), f
 
 
 def test_soak_memory_and_latency_stay_flat(soak):

@@ -85,6 +85,8 @@ def test_resume_continues_the_same_loss_curve(synth_root, tmp_path, name):
     assert ckpt["step"] == 2 and ckpt["optimizer"] is not None
     assert ckpt["train_config"]["optim"]["gamma"] == 0.5       # the config travels with the weights
     assert "git_commit" in ckpt and ckpt["extra"]["scheduler"]["last_epoch"] == 2
+    # the synthetic camera (Intrinsics.from_normalized(0.58, 1.92, 0.5, 0.5)) travels too, for export
+    assert ckpt["extra"]["intrinsics_normalized"] == pytest.approx([0.58, 1.92, 0.5, 0.5], rel=1e-3)
 
     resumed = Trainer(_config(synth_root, name, *overrides), tmp_path / "resumed", resume=ckpt_path)
     assert resumed.step == 2

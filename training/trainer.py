@@ -224,6 +224,7 @@ class Trainer:
             val_cfg = dataset_config_from(self.config, "val")
             val_set = build_dataset(val_cfg) if (val_cfg is not None and self.is_main) else None
         self.train_set = train_set
+        self.intrinsics_normalized = _normalized_intrinsics(train_set)
         self.val_set = val_set if self.is_main else None
         if len(self.train_set) == 0:
             raise ValueError(f"training dataset {self.config['data']['path']} has no samples")
@@ -278,7 +279,8 @@ class Trainer:
                  "prior_taken_at": self.prior.save_state(_prior_path(path)),
                  "steps_per_epoch": self.steps_per_epoch,
                  "world_size": self.dist.world_size,
-                 "trainer_git_commit": self.commit}
+                 "trainer_git_commit": self.commit,
+                 "intrinsics_normalized": self.intrinsics_normalized}
         save_checkpoint(path, self.bundle, self.model_config, self.config, step=self.step,
                         epoch=self.step // self.steps_per_epoch, optimizer_state=self.optimizer.state_dict(),
                         extra=extra)
@@ -446,6 +448,19 @@ def _load_bundle_state(bundle: nn.Module, state: dict[str, Any]) -> None:
         if net is None:
             raise ValueError(f"checkpoint has weights for {name!r} but the model bundle has no such network")
         net.load_state_dict(sub_state)
+
+
+def _normalized_intrinsics(dataset) -> list[float] | None:
+    """[fx/W, fy/H, cx/W, cy/H] of the first training sample (pixel-centre convention of
+    ``Intrinsics.from_normalized``), saved in checkpoints so that an export knows the camera it was
+    trained with; None for an empty dataset."""
+    if len(dataset) == 0:
+        return None
+    sample = dataset[0]
+    K = sample["K"]
+    height, width = sample["images"].shape[-2:]
+    return [float(K[0, 0]) / width, float(K[1, 1]) / height, (float(K[0, 2]) + 0.5) / width,
+            (float(K[1, 2]) + 0.5) / height]
 
 
 def _prior_path(checkpoint: Path) -> Path:

@@ -51,8 +51,7 @@ def resolve_model(model: str | Path | None) -> Path:
         if not path.exists():
             raise ValueError(f"--model {path}: no such file or directory (expected an exported model dir)")
         return path
-    from depth_sfm_ros.ros.params import DEFAULT_MODEL_DIR
-    default = Path(DEFAULT_MODEL_DIR)
+    from depth_sfm_ros.runtime.model_dir import DEFAULT_MODEL_DIR as default
     if not (default / "model_card.yaml").is_file():
         raise ValueError(f"no --model given and the default model is not bundled at {default}; pass --model DIR "
                          f"(an exported model dir, see 'depth-sfm export')")

@@ -51,6 +51,10 @@ class Intrinsics:
         K = np.asarray(K, dtype=np.float64)
         if K.ndim != 2 or K.shape[0] < 3 or K.shape[1] < 3:
             raise ValueError(f"camera matrix must be at least 3x3, got shape {K.shape}")
+        if not np.all(np.isfinite(K[:3, :3])):
+            raise ValueError(f"camera matrix must be finite, got {K[:3, :3].tolist()}")
+        if not np.allclose(K[2, :3], [0.0, 0.0, 1.0]):
+            raise ValueError(f"camera matrix bottom row must be [0, 0, 1], got {K[2, :3].tolist()}")
         if abs(K[0, 1]) > 1e-6 * max(abs(K[0, 0]), 1.0):
             raise ValueError(f"camera matrix has skew {K[0, 1]}; only zero-skew pinhole cameras are supported")
         return cls(fx=K[0, 0], fy=K[1, 1], cx=K[0, 2], cy=K[1, 2], width=width, height=height)

@@ -103,6 +103,8 @@ def numpy_to_image_msg(image: np.ndarray, encoding: str, header: Any = None) -> 
                          f"got {image.shape}")
     if image.dtype != dtype:
         raise ValueError(f"{encoding} needs dtype {dtype}, got {image.dtype}")
+    if image.size == 0:
+        raise ValueError(f"cannot publish an empty image (shape {image.shape})")
     image = np.ascontiguousarray(image)
     msg = Image()
     if header is not None:

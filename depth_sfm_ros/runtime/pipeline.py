@@ -152,6 +152,9 @@ class Pipeline:
     def reset(self, reason: str = "requested") -> None:
         """Forget the previous frame and restart odometry at the identity (scale history is kept)."""
         log.info("pipeline reset: %s", reason)
+        self._reset_state()
+
+    def _reset_state(self) -> None:
         self._has_prev = False
         self.odometry.reset()
 
@@ -212,8 +215,8 @@ class Pipeline:
         cam_K = self._intrinsics(intrinsics, width, height)
         reason = self._check_continuity(float(stamp_s), (width, height))
         if reason:
-            log.warning("resetting odometry: %s", reason)
-            self.reset(reason)
+            log.warning("resetting odometry: %s", reason)  # the one log line of a reset
+            self._reset_state()
             if reason.startswith("resolution"):
                 self.scale.reset()
         first = not self._has_prev
