@@ -14,20 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from depth_sfm_ros.bag.rosbags_io import IMAGE_ENCODINGS  # encoding -> (dtype, channels): one table for both
 from depth_sfm_ros.geometry import Intrinsics
-
-# encoding -> (dtype, channels)
-IMAGE_ENCODINGS: dict[str, tuple[np.dtype, int]] = {
-    "rgb8": (np.dtype(np.uint8), 3),
-    "bgr8": (np.dtype(np.uint8), 3),
-    "rgba8": (np.dtype(np.uint8), 4),
-    "bgra8": (np.dtype(np.uint8), 4),
-    "mono8": (np.dtype(np.uint8), 1),
-    "8UC1": (np.dtype(np.uint8), 1),
-    "mono16": (np.dtype(np.uint16), 1),
-    "16UC1": (np.dtype(np.uint16), 1),
-    "32FC1": (np.dtype(np.float32), 1),
-}
 
 
 class ImageDecodeError(ValueError):
