@@ -39,6 +39,8 @@ def _node(context, *args, **kwargs):
         output="screen",
         parameters=[LaunchConfiguration("params_file"), overrides],
         remappings=[("image", LaunchConfiguration("image")),
+                    # image_transport: compressed subscribes image/compressed: follow the image remap
+                    ("image/compressed", [LaunchConfiguration("image"), "/compressed"]),
                     ("camera_info", LaunchConfiguration("camera_info"))],
     )]
 

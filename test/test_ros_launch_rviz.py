@@ -92,7 +92,7 @@ def test_launch_file_names_existing_executables_files_and_topics():
     # remappings are exactly the node's relative input topics
     remappings = _keyword(node, "remappings")
     remapped = {ast.literal_eval(pair.elts[0]) for pair in remappings.elts}
-    assert remapped == {topics.IMAGE_TOPIC, topics.CAMERA_INFO_TOPIC}
+    assert remapped == {topics.IMAGE_TOPIC, topics.IMAGE_TOPIC + topics.COMPRESSED_SUFFIX, topics.CAMERA_INFO_TOPIC}
     # the files it opens exist and are installed by setup.py's data_files globs
     for key in ("PARAMS_FILE", "RVIZ_FILE"):
         path = REPO / constants[key]

@@ -214,6 +214,7 @@ def write_model_card(card: ModelCard, path: str | os.PathLike) -> Path:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write("# depth_sfm_ros exported model card (docs/architecture.md)\n")
             handle.write(text)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a model card is meant to be shared
         os.replace(tmp, card_path)
     except BaseException:
         if os.path.exists(tmp):
