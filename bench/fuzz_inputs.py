@@ -162,7 +162,7 @@ def camera_matrices(draw) -> tuple[list[float], int, int]:
 
 
 def k_is_valid(K: list[float], width: int, height: int) -> bool:
-    fx, skew, cx, _, fy, cy = K[0], K[1], K[2], K[3], K[4], K[5]
+    fx, skew, fy = K[0], K[1], K[4]
     finite = all(math.isfinite(v) for v in K)
     return (finite and width > 0 and height > 0 and fx > 0 and fy > 0
             and abs(skew) <= 1e-6 * max(abs(fx), 1.0))

@@ -154,7 +154,7 @@ def evaluate_model(bundle, model_config: dict, dataset, device) -> dict[str, flo
     import torch
 
     from depth_sfm_ros.geometry.ops import pose_vec_to_matrix
-    from depth_sfm_training.trainer import predict_depth
+    from depth_sfm_training.validation import predict_depth
 
     scores = RowScores()
     bundle.eval()
@@ -203,7 +203,8 @@ def trivial_baselines(dataset, train_depths: np.ndarray) -> dict[str, dict[str, 
 # ------------------------------------------------------------------------------------------- main
 def train_row(name: str, train_dir: Path, args: argparse.Namespace):
     from depth_sfm_training.config import CONFIG_DIR, load_config
-    from depth_sfm_training.trainer import Trainer, mean_window_drop
+    from depth_sfm_training.trainer import Trainer
+    from depth_sfm_training.validation import mean_window_drop
 
     overrides = [f"model.encoder={args.encoder}", f"model.pose_encoder={args.encoder}",
                  f"data.height={args.height}", f"data.width={args.width}", "data.dataset=synthetic",

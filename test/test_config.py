@@ -67,7 +67,7 @@ def test_bad_values_are_rejected_with_the_key(override, message):
 
 
 def test_experiment_file_chain_and_unknown_key_in_file(tmp_path):
-    base = _write(tmp_path / "base.yaml", {"_base_": str(DEFAULTS_PATH), "optim": {"lr": 0.5}, "seed": 7})
+    _write(tmp_path / "base.yaml", {"_base_": str(DEFAULTS_PATH), "optim": {"lr": 0.5}, "seed": 7})
     child = _write(tmp_path / "child.yaml", {"_base_": "base.yaml", "optim": {"gamma": 0.5}})
     config = load_config(child, ["seed=9"])
     assert config["optim"]["lr"] == 0.5 and config["optim"]["gamma"] == 0.5  # merged from both files

@@ -16,7 +16,8 @@ import pytest
 import torch
 
 from depth_sfm_training.config import CONFIG_DIR, load_config
-from depth_sfm_training.trainer import Trainer, mean_window_drop
+from depth_sfm_training.trainer import Trainer
+from depth_sfm_training.validation import mean_window_drop
 
 H, W = 64, 128
 

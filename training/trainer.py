@@ -18,7 +18,6 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import math
 import random
 import subprocess
 import time
@@ -33,12 +32,14 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from depth_sfm_training.config import dump_config, validate
+from depth_sfm_training.depth_prior import DepthPrior
 from depth_sfm_training.distributed import (DistInfo, all_reduce_mean, barrier, broadcast_object,
                                             dist_info_from_env, init_distributed, resolve_device)
 from depth_sfm_training.forward import ForwardOutputs, TrainingForward
-from depth_sfm_training.logging_utils import Progress, TrainLogger, colorize, to_uint8_image
+from depth_sfm_training.logging_utils import Progress, TrainLogger
 from depth_sfm_training.loss_adapter import build_loss_config, build_loss_inputs
 from depth_sfm_training.losses import FrameBatchOutputs, compute_losses
+from depth_sfm_training.validation import evaluate_depth, training_images
 
 log = logging.getLogger(__name__)
 
@@ -200,7 +201,7 @@ class Trainer:
             self.model = DistributedDataParallel(
                 self.forward_module, device_ids=[self.device.index] if self.device.type == "cuda" else None,
                 find_unused_parameters=find_unused)
-        self.prior = _DepthPrior(self.config, self.bundle, self.device)
+        self.prior = DepthPrior(self.config, self.bundle, self.device)
 
     def _build_optimizer(self) -> None:
         """Adam(W), the step schedule and the AMP GradScaler (active on CUDA only; CPU autocast uses bf16)."""
@@ -466,153 +467,3 @@ def _normalized_intrinsics(dataset) -> list[float] | None:
 def _prior_path(checkpoint: Path) -> Path:
     """Where the normal-loss prior snapshot of a checkpoint lives (``X.pt`` -> ``X.prior.pt``)."""
     return checkpoint.with_name(checkpoint.stem + ".prior.pt")
-
-
-def _full_res(disps: Any) -> torch.Tensor:
-    return disps if isinstance(disps, torch.Tensor) else disps[0]
-
-
-@torch.no_grad()
-def predict_depth(bundle: nn.Module, image: torch.Tensor, model_config: dict[str, Any]) -> torch.Tensor:
-    """Depth (B, 1, H, W) in network units of images (B, 3, H, W), eval mode."""
-    from depth_sfm_ros.models import disp_to_depth
-
-    was_training = bundle.training
-    bundle.eval()
-    try:
-        disp = _full_res(bundle.depth(image))
-    finally:
-        bundle.train(was_training)
-    return disp_to_depth(disp, model_config["min_depth"], model_config["max_depth"])[1]
-
-
-@torch.no_grad()
-def evaluate_depth(bundle: nn.Module, dataset, model_config: dict[str, Any], device: torch.device,
-                   max_frames: int = 200, min_depth: float = 1e-3, max_depth: float = 80.0) -> dict[str, Any]:
-    """Mean per-image median-scaled metrics over up to ``max_frames`` evenly spaced samples with
-    ``depth_gt``; regions static / dynamic when the sample has a dynamic mask. {} when no GT depth."""
-    from depth_sfm_ros.metrics import DepthMetricsAccumulator, compute_depth_metrics_by_region
-
-    n = len(dataset)
-    if n == 0:
-        return {}
-    indices = np.unique(np.linspace(0, n - 1, num=min(n, max(1, max_frames))).round().astype(int))
-    acc = DepthMetricsAccumulator()
-    used = 0
-    for i in indices:
-        sample = dataset[int(i)]
-        if "depth_gt" not in sample:
-            return {}
-        image = sample["images"][0:1].to(device)
-        pred = predict_depth(bundle, image, model_config)[0, 0].float().cpu().numpy()
-        gt = sample["depth_gt"][0].numpy()
-        dyn = sample["dynamic_mask"][0, 0].numpy() > 0.5 if bool(sample.get("has_dynamic_mask", False)) else None
-        acc.add_regions(compute_depth_metrics_by_region(pred, gt, dyn, min_depth=min_depth, max_depth=max_depth))
-        used += 1
-    out = acc.result()
-    out["n_frames"] = used
-    return out
-
-
-def training_images(outputs: ForwardOutputs, inputs: FrameBatchOutputs, index: int = 0) -> dict[str, np.ndarray]:
-    """TensorBoard images of sample ``index``: target, disparity (colormap), a warped source, masks."""
-    from depth_sfm_ros.geometry.ops import inverse_warp
-
-    images: dict[str, np.ndarray] = {"target": to_uint8_image(inputs.target_image[index])}
-    images["disparity"] = colorize(outputs.disps[0][index].detach())
-    warp = inverse_warp(inputs.source_images[0][index:index + 1].detach().float(),
-                        outputs.depths[0][index:index + 1].detach().float(),
-                        outputs.T_src_tgt[0][index:index + 1].detach().float(), inputs.K[index:index + 1].float())
-    images["warped_source0"] = to_uint8_image(warp.image[0])
-    images["warp_valid_source0"] = to_uint8_image(warp.valid[0])
-    if outputs.dynamic_prob:
-        images["dynamic_prob_source0"] = to_uint8_image(outputs.dynamic_prob[0][index].detach())
-    if inputs.dynamic_masks is not None:
-        images["dynamic_mask_used"] = to_uint8_image(inputs.dynamic_masks[index])
-    if inputs.instance_ids is not None:
-        ids = inputs.instance_ids[index].float()
-        images["instances"] = colorize(ids, vmin=0.0, vmax=max(float(ids.max()), 1.0), colormap="jet")
-    return images
-
-
-class _DepthPrior:
-    """Depth prior for the seed-000 normal losses: a frozen copy of the depth net.
-
-    ``depth_prior.source: snapshot`` copies the current depth net every ``refresh_steps``
-    (self-distillation; the first copy is taken at the start, so it is useful only after some training
-    or with a resume); ``checkpoint`` loads the depth net of ``depth_prior.checkpoint`` once. Disabled -> ``depth()`` gives None.
-    """
-
-    def __init__(self, config: dict[str, Any], bundle: nn.Module, device: torch.device) -> None:
-        n = config["depth_prior"]
-        self.enabled = bool(config["losses"]["normal"] or config["losses"]["ranking"])
-        self.mode = n["source"]
-        self.refresh = int(n["refresh_steps"])
-        self.min_depth = float(config["model"]["min_depth"])
-        self.max_depth = float(config["model"]["max_depth"])
-        self.bundle = bundle
-        self.net: nn.Module | None = None
-        self.taken_at = -1
-        if not self.enabled:
-            return
-        if self.mode == "checkpoint":
-            from depth_sfm_ros.models import build_from_checkpoint
-
-            if not n["checkpoint"]:
-                raise ValueError("depth_prior.source is 'checkpoint' but depth_prior.checkpoint is not set")
-            prior_bundle, prior_cfg = build_from_checkpoint(n["checkpoint"])
-            self.net = prior_bundle.depth.to(device)
-            self.min_depth, self.max_depth = float(prior_cfg["min_depth"]), float(prior_cfg["max_depth"])
-            self._freeze()
-
-    def _freeze(self) -> None:
-        assert self.net is not None
-        self.net.eval()
-        for p in self.net.parameters():
-            p.requires_grad_(False)
-
-    def _snapshot(self, step: int) -> None:
-        self.net = copy.deepcopy(self.bundle.depth)
-        self._freeze()
-        self.taken_at = step
-
-    def save_state(self, path: Path) -> int | None:
-        """Write the snapshot's weights next to a checkpoint (tensors only); returns the step it was
-        taken at, or None when there is no snapshot to save."""
-        if not self.enabled or self.mode != "snapshot" or self.net is None:
-            return None
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save({k: v.detach().cpu() for k, v in self.net.state_dict().items()}, tmp)
-        tmp.replace(path)
-        return self.taken_at
-
-    def load_state(self, path: Path, taken_at: int, device: torch.device) -> None:
-        """Restore the snapshot written by :meth:`save_state` (``weights_only`` loading)."""
-        if not self.enabled or self.mode != "snapshot":
-            return
-        if not path.is_file():
-            raise FileNotFoundError(f"normal-loss prior snapshot {path} (written with the checkpoint) is missing")
-        self._snapshot(taken_at)
-        self.net.load_state_dict(torch.load(path, map_location=device, weights_only=True))
-        self.net.to(device)
-
-    @torch.no_grad()
-    def depth(self, image: torch.Tensor, step: int) -> torch.Tensor | None:
-        """Prior depth (B, 1, H, W) of the target images (B, 3, H, W), or None when disabled."""
-        from depth_sfm_ros.models import disp_to_depth
-
-        if not self.enabled:
-            return None
-        if self.mode == "snapshot" and (self.net is None or step - self.taken_at >= self.refresh):
-            self._snapshot(step)
-        disp = _full_res(self.net(image))
-        return disp_to_depth(disp.float(), self.min_depth, self.max_depth)[1]
-
-
-def mean_window_drop(losses: list[float], window: int) -> float:
-    """Relative drop of the mean loss from the first ``window`` steps to the last ``window`` steps."""
-    if window < 1 or len(losses) < 2 * window:
-        raise ValueError(f"need at least {2 * window} losses for windows of {window}, got {len(losses)}")
-    first = float(np.mean(losses[:window]))
-    last = float(np.mean(losses[-window:]))
-    return (first - last) / first if first and math.isfinite(first) else math.nan
