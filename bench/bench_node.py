@@ -96,8 +96,13 @@ def bench_node(model_dir: Path, overrides: list[str], frames, intrinsics, rate_h
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
     rclpy.init()
     node = rclpy.create_node("bench_node_driver")
-    pub_image = node.create_publisher(Image, "/camera/image_raw", qos_profile_sensor_data)
-    pub_info = node.create_publisher(CameraInfo, "/camera/camera_info", qos_profile_sensor_data)
+    # input QoS as the node's input_qos override says (default sensor data = best effort). Large images
+    # (640x480 rgb8 = 0.9 MB) sent best effort over UDP lose fragments; --input-qos reliable avoids that.
+    in_qos = qos_profile_sensor_data
+    if "input_qos:=reliable" in overrides:
+        in_qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
+    pub_image = node.create_publisher(Image, "/camera/image_raw", in_qos)
+    pub_info = node.create_publisher(CameraInfo, "/camera/camera_info", in_qos)
     received: dict[int, float] = {}
     arrived = threading.Condition()
 
@@ -170,6 +175,8 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=0.0, help="publish rate, Hz; 0 = next frame after each depth")
     parser.add_argument("--threads", type=int, default=0, help="backend threads (0 = library default)")
     parser.add_argument("--domain-id", type=int, default=1 + os.getpid() % 100)
+    parser.add_argument("--input-qos", default="sensor_data", choices=["sensor_data", "reliable"],
+                        help="QoS of the camera topics (the node's input_qos)")
     args = parser.parse_args()
     if args.frames < 2:
         parser.error("--frames must be >= 2")
@@ -186,7 +193,7 @@ def main() -> int:
         values.update(model=str(model_dir), threads=args.threads)
         node_params = params.validate(values)
         bare = bench_bare(node_params, frames, seq.intrinsics)
-        node = bench_node(model_dir, [f"threads:={args.threads}"], frames, seq.intrinsics, args.rate,
+        node = bench_node(model_dir, [f"threads:={args.threads}", f"input_qos:={args.input_qos}"], frames, seq.intrinsics, args.rate,
                           args.domain_id)
 
     result = {"benchmark": "bench_node", "model": model_kind, "backend": bare["backend"],
