@@ -58,6 +58,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", default="auto")
     p.add_argument("--num-workers", type=int, default=0)
     p.add_argument("--seed", type=int, default=0, help="training seed (same for every row)")
+    p.add_argument("--init-weights", default=None, metavar="CKPT",
+                   help="start every row from this checkpoint's weights (model.init_weights: fine-tuning from a "
+                        "common pretraining, as the papers start from ImageNet); adds a row for the checkpoint "
+                        "as it is")
     p.add_argument("--set", action="append", default=[], metavar="key.sub=value",
                    help="extra config override for every row (repeatable)")
     p.add_argument("--data-dir", default=None, help="where to render the sequences (default: a temp folder)")
@@ -201,7 +205,8 @@ def trivial_baselines(dataset, train_depths: np.ndarray) -> dict[str, dict[str, 
 
 
 # ------------------------------------------------------------------------------------------- main
-def train_row(name: str, train_dir: Path, args: argparse.Namespace):
+def train_row(name: str, train_dir: Path, args: argparse.Namespace, train: bool = True):
+    """Train one experiment config (``train=False``: build it, with ``--init-weights`` loaded, untrained)."""
     from depth_sfm_training.config import CONFIG_DIR, load_config
     from depth_sfm_training.trainer import Trainer
     from depth_sfm_training.validation import mean_window_drop
@@ -212,15 +217,21 @@ def train_row(name: str, train_dir: Path, args: argparse.Namespace):
                  f"train.max_steps={args.steps}", f"train.batch_size={args.batch_size}",
                  f"train.num_workers={args.num_workers}", f"optim.lr={args.lr}", f"device={args.device}",
                  f"seed={args.seed}", "log.progress_bar=false", "log.tensorboard=false"] + list(args.set)
+    if args.init_weights:
+        overrides.append(f"model.init_weights={args.init_weights}")
     config = load_config(CONFIG_DIR / f"{name}.yaml", overrides)
     t0 = time.perf_counter()
     trainer = Trainer(config, None)
+    if not train:
+        return trainer, {"train_s": 0.0, "steps": 0, "init": trainer.init_report}
     result = trainer.fit()
     seconds = time.perf_counter() - t0
     window = max(1, min(20, len(result.losses) // 4))
     info = {"train_s": round(seconds, 1), "steps": result.step, "steps_per_s": round(result.step / seconds, 3),
             "loss_first": float(np.mean(result.losses[:window])), "loss_last": float(np.mean(result.losses[-window:])),
             "loss_drop": mean_window_drop(result.losses, window) if len(result.losses) >= 2 * window else math.nan}
+    if args.init_weights:
+        info["init"] = trainer.init_report
     return trainer, info
 
 
@@ -290,9 +301,16 @@ def main(argv: list[str] | None = None) -> int:
         training: dict[str, dict[str, Any]] = {}
         header = (f"train_ablation: {args.steps} steps x batch {args.batch_size} at {args.height}x{args.width}, "
                   f"{args.encoder} encoders, train seeds {args.train_seeds} ({args.train_frames} frames each), "
-                  f"test seed {args.test_seed} ({len(test_set)} frames); machine: {machine}")
-        for name in rows:
-            trainer, info = train_row(name, train_dir, args)
+                  f"test seed {args.test_seed} ({len(test_set)} frames)"
+                  + (f", every row starting from the weights of {args.init_weights}" if args.init_weights else "")
+                  + f"; machine: {machine}")
+        jobs = [(name, True) for name in rows]
+        if args.init_weights:  # the common starting point, scored as it is (flow3d config: it has the motion net)
+            jobs.insert(0, ("flow3d", False))
+        for name, train in jobs:
+            trainer, info = train_row(name, train_dir, args, train=train)
+            if not train:
+                name = "init weights (no further training)"
             results[name] = evaluate_model(trainer.bundle, trainer.model_config, test_set, trainer.device)
             training[name] = info
             print(f"{name}: {info} {results[name]}", file=sys.stderr, flush=True)

@@ -4,7 +4,9 @@
 
 Arguments: image, camera_info (input topics), model (exported model dir, "" = bundled default),
 backend, params_file (default: share/depth_sfm_ros/config/depth_sfm.yaml), namespace,
-use_sim_time (true when replaying a bag with --clock), rviz (open config/depth_sfm.rviz).
+use_sim_time (true when replaying a bag with --clock), rviz (open config/depth_sfm.rviz),
+dds_profile (Fast DDS XML profile for the node: default config/fastdds_large_images.xml, or the
+FASTRTPS_DEFAULT_PROFILES_FILE already set; "" = none. Large images need it, see that file).
 The node gets [params_file, overrides]: model/backend/use_sim_time given here win over the file;
 an empty model or backend argument leaves the file's value.
 """
@@ -22,6 +24,9 @@ EXECUTABLE = "depth_sfm_node"
 NODE_NAME = "depth_sfm_node"
 PARAMS_FILE = os.path.join("config", "depth_sfm.yaml")
 RVIZ_FILE = os.path.join("config", "depth_sfm.rviz")
+DDS_PROFILE_FILE = os.path.join("config", "fastdds_large_images.xml")
+# Fast DDS 2.x (Jazzy) reads the first, 3.x the second
+DDS_PROFILE_ENV = ("FASTRTPS_DEFAULT_PROFILES_FILE", "FASTDDS_DEFAULT_PROFILES_FILE")
 
 
 def _node(context, *args, **kwargs):
@@ -31,6 +36,8 @@ def _node(context, *args, **kwargs):
         value = LaunchConfiguration(name).perform(context)
         if value:
             overrides[name] = value
+    dds_profile = LaunchConfiguration("dds_profile").perform(context)
+    env = {name: dds_profile for name in DDS_PROFILE_ENV} if dds_profile else {}
     return [Node(
         package=PACKAGE,
         executable=EXECUTABLE,
@@ -42,6 +49,7 @@ def _node(context, *args, **kwargs):
                     # image_transport: compressed subscribes image/compressed: follow the image remap
                     ("image/compressed", [LaunchConfiguration("image"), "/compressed"]),
                     ("camera_info", LaunchConfiguration("camera_info"))],
+        additional_env=env,
     )]
 
 
@@ -62,6 +70,10 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("namespace", default_value="", description="namespace of the node and its outputs"),
         DeclareLaunchArgument("use_sim_time", default_value="false", description="use /clock (bag replay)"),
         DeclareLaunchArgument("rviz", default_value="false", description="open rviz2 with config/depth_sfm.rviz"),
+        DeclareLaunchArgument("dds_profile",
+                              default_value=os.environ.get(DDS_PROFILE_ENV[0]) or os.path.join(share, DDS_PROFILE_FILE),
+                              description="Fast DDS XML profile for the node (shared memory for large images; "
+                                          "'' = none)"),
         OpaqueFunction(function=_node),
         Node(
             package="rviz2",

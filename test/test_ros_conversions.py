@@ -223,6 +223,27 @@ def test_camera_info_cache_waits_for_a_late_camera_info():
     assert 0.09 <= time.monotonic() - t0 < 2.0
 
 
+def test_camera_info_cache_does_not_wait_when_the_camera_is_fixed():
+    cache = CameraInfoCache(capacity=4)  # fewer than CONSTANT_AFTER: a full cache is enough
+    K = Intrinsics(fx=100.0, fy=100.0, cx=10.0, cy=5.0, width=20, height=10)
+    for i in range(3):
+        cache.add(i * 100_000_000, K)
+    t0 = time.monotonic()  # not full yet: the stream has not shown it is constant, so it waits
+    assert cache.lookup(300_000_000, 0.001, wait_s=0.1).status == "unsynced"
+    assert time.monotonic() - t0 >= 0.09
+    cache.add(300_000_000, K)
+    t0 = time.monotonic()  # full of one camera: the newest at once, whatever its own CameraInfo would say
+    match = cache.lookup(400_000_000, 0.001, wait_s=5.0)
+    assert match.status == "constant" and match.intrinsics is K and time.monotonic() - t0 < 0.05
+    assert match.offset_s == pytest.approx(0.1)
+    assert cache.lookup(300_000_000, 0.001, wait_s=5.0).status == "synced"  # a match still wins
+    zoomed = Intrinsics(fx=150.0, fy=150.0, cx=10.0, cy=5.0, width=20, height=10)
+    cache.add(400_000_000, zoomed)  # intrinsics changing: wait for the matching one again
+    t0 = time.monotonic()
+    match = cache.lookup(500_000_000, 0.001, wait_s=0.1)
+    assert match.status == "unsynced" and match.intrinsics is zoomed and time.monotonic() - t0 >= 0.09
+
+
 def test_intrinsics_follow_a_resized_image():
     K = Intrinsics(fx=200.0, fy=200.0, cx=99.5, cy=49.5, width=200, height=100)
     assert intrinsics_for_image(K, 200, 100) is K

@@ -11,6 +11,7 @@ import importlib
 import importlib.metadata
 import importlib.util
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 import yaml
@@ -20,7 +21,8 @@ from depth_sfm_ros.ros import params, topics
 REPO = Path(__file__).resolve().parents[1]
 LAUNCH_FILE = REPO / "launch" / "depth_sfm.launch.py"
 RVIZ_FILE = REPO / "config" / "depth_sfm.rviz"
-LAUNCH_ARGUMENTS = {"image", "camera_info", "model", "backend", "params_file", "namespace", "use_sim_time", "rviz"}
+LAUNCH_ARGUMENTS = {"image", "camera_info", "model", "backend", "params_file", "namespace", "use_sim_time", "rviz",
+                    "dds_profile"}
 # rviz display class -> the message type it shows
 RVIZ_CLASSES = {"rviz_default_plugins/Image": "sensor_msgs/msg/Image",
                 "rviz_default_plugins/Odometry": "nav_msgs/msg/Odometry",
@@ -94,14 +96,33 @@ def test_launch_file_names_existing_executables_files_and_topics():
     remapped = {ast.literal_eval(pair.elts[0]) for pair in remappings.elts}
     assert remapped == {topics.IMAGE_TOPIC, topics.IMAGE_TOPIC + topics.COMPRESSED_SUFFIX, topics.CAMERA_INFO_TOPIC}
     # the files it opens exist and are installed by setup.py's data_files globs
-    for key in ("PARAMS_FILE", "RVIZ_FILE"):
+    for key in ("PARAMS_FILE", "RVIZ_FILE", "DDS_PROFILE_FILE"):
         path = REPO / constants[key]
         assert path.is_file(), path
-        pattern = "config/*.yaml" if path.suffix == ".yaml" else "config/*.rviz"
+        pattern = f"config/*{path.suffix}"
         assert pattern in setup_text and str(path.relative_to(REPO)) in glob.glob(pattern, root_dir=REPO)
     assert "launch/*.launch.py" in setup_text
     rviz_nodes = [n for n in nodes if _value(_keyword(n, "package"), constants) == "rviz2"]
     assert len(rviz_nodes) == 1 and _keyword(rviz_nodes[0], "condition") is not None
+
+
+def test_dds_profile_gives_a_shared_memory_segment_for_large_images():
+    root = ElementTree.parse(REPO / "config" / "fastdds_large_images.xml").getroot()
+    ns = {"f": "http://www.eprosima.com/XMLSchemas/fastRTPS_Profiles"}
+    descriptors = {d.findtext("f:transport_id", namespaces=ns): d for d in root.iterfind(".//f:transport_descriptor", ns)}
+    kinds = {name: d.findtext("f:type", namespaces=ns) for name, d in descriptors.items()}
+    assert sorted(kinds.values()) == ["SHM", "UDPv4"]  # UDP stays for discovery and other machines
+    shm = next(d for d in descriptors.values() if d.findtext("f:type", namespaces=ns) == "SHM")
+    assert int(shm.findtext("f:segment_size", namespaces=ns)) >= 4 * 640 * 480 * 3  # several VGA frames
+    participant = root.find("f:participant", ns)
+    assert participant.get("is_default_profile") == "true"
+    used = [e.text for e in participant.iterfind(".//f:userTransports/f:transport_id", ns)]
+    assert set(used) == set(descriptors)
+    assert participant.findtext(".//f:useBuiltinTransports", namespaces=ns) == "false"
+    # the launch file hands it to the node under both Fast DDS variable names
+    text = LAUNCH_FILE.read_text()
+    assert "FASTRTPS_DEFAULT_PROFILES_FILE" in text and "FASTDDS_DEFAULT_PROFILES_FILE" in text
+    assert "additional_env=env" in text
 
 
 def test_params_file_default_matches_node_name():

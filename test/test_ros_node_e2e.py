@@ -84,6 +84,9 @@ def run(tmp_path_factory):
                 for a in ("-p", f"{name}:={str(value).lower() if isinstance(value, bool) else value}")]
     domain_id = common.unique_domain_id(21)
     env = common.ros_env(domain_id)
+    # as the launch file does (dds_profile default), and as the README tells camera drivers to do
+    env.update({name: str(common.REPO / "config" / "fastdds_large_images.xml")
+                for name in ("FASTRTPS_DEFAULT_PROFILES_FILE", "FASTDDS_DEFAULT_PROFILES_FILE")})
     node = common.start_node(model_dir, env, tmp / "node.log", *ros_args)
     try:
         played, rec, gt = common.play_and_record(tmp, env, f"good:{NUM_FRAMES}",
@@ -235,6 +238,16 @@ def test_diagnostics_report_rates_latency_and_counters(run):
                  "missing_camera_info", "camera_info_unsynced", "pipeline_error"):
         assert values[f"bad_input.{kind}"] == "0", kind
     assert {"timing_ms.infer", "timing_ms.total"} <= set(values)
+    # where the node's own time goes, beside the Pipeline's stages
+    node_stages = {"node_queued", "node_decode", "node_camera_info_wait", "node_pipeline", "node_publish"}
+    assert {f"timing_ms.{k}" for k in node_stages} <= set(values)
+    assert float(values["timing_ms.node_pipeline"]) >= float(values["timing_ms.total"]) * 0.9
+    assert 0 <= int(values["frames_camera_info_late"]) <= NUM_FRAMES
+
+
+def test_node_loaded_the_dds_profile_without_errors(run):
+    # Fast DDS prints XML parser errors and falls back to its defaults: the profile must parse
+    assert "XMLPARSER" not in run["log"] and "Error" not in run["log"], run["log"][-2000:]
 
 
 def test_published_topics_are_the_declared_outputs(run):

@@ -109,6 +109,29 @@ def test_resume_rejects_a_different_model(synth_root, tmp_path):
                 resume=tmp_path / "checkpoints" / "last.pt")
 
 
+def test_init_weights_fine_tunes_from_a_checkpoint(synth_root, tmp_path):
+    # a flow3d run (depth, pose, motion) is the pretraining; fine-tune instance_aware from it (no motion net,
+    # an Obj-PoseNet the checkpoint lacks) at another input size
+    pre = Trainer(_config(synth_root, "flow3d", "train.max_steps=2"), tmp_path / "pre")
+    pre.fit()
+    ckpt = tmp_path / "pre" / "checkpoints" / "last.pt"
+    tuned = Trainer(_config(synth_root, "instance_aware", "train.max_steps=1", "data.height=96",
+                            f"model.init_weights={ckpt}"), None)
+    assert tuned.init_report == {"depth": "loaded", "pose": "loaded", "motion": "ignored (not in this model)",
+                                 "obj_pose": "fresh (not in checkpoint)"}
+    assert tuned.step == 0  # weights only: the step, optimiser and schedule start fresh
+    for name in ("depth", "pose"):
+        a, b = _params(getattr(pre.bundle, name)), _params(getattr(tuned.bundle, name))
+        for key in a:
+            torch.testing.assert_close(a[key], b[key], msg=f"{name}.{key}")
+    assert tuned.fit().step == 1
+    # another architecture is refused with the key named; so is a missing file
+    with pytest.raises(ValueError, match="model.encoder"):
+        Trainer(_config(synth_root, "baseline_monodepth2", "model.encoder=resnet18", f"model.init_weights={ckpt}"), None)
+    with pytest.raises(FileNotFoundError):
+        Trainer(_config(synth_root, "baseline_monodepth2", f"model.init_weights={tmp_path / 'none.pt'}"), None)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

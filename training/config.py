@@ -215,6 +215,9 @@ def validate(config: dict[str, Any]) -> dict[str, Any]:
     _require(t["epochs"] >= 1, "train.epochs", f"must be >= 1, got {t['epochs']}")
     _require(t["max_steps"] >= 0, "train.max_steps", f"must be >= 0 (0 = epochs decide), got {t['max_steps']}")
     _require(t["num_workers"] >= 0, "train.num_workers", f"must be >= 0, got {t['num_workers']}")
+    init = config["model"]["init_weights"]
+    _require(init is None or (isinstance(init, str) and init.strip() != ""), "model.init_weights",
+             f"must be null or a checkpoint path, got {init!r}")
     losses = config["losses"]
     if losses["flow3d"] or losses["explainability"]:
         _require(config["model"]["use_motion_net"], "losses.flow3d" if losses["flow3d"] else "losses.explainability",

@@ -43,7 +43,7 @@ from depth_sfm_training.validation import evaluate_depth, training_images
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Trainer", "TrainResult", "seed_everything", "model_config_from", "git_commit"]
+__all__ = ["Trainer", "TrainResult", "seed_everything", "model_config_from", "git_commit", "load_init_weights"]
 
 
 # ----------------------------------------------------------------------------------------- seeding
@@ -178,6 +178,9 @@ class Trainer:
         torch.manual_seed(self.seed)  # every rank builds the same weights; DDP also broadcasts rank 0's
         self.model_config = validate_model_config(model_config_from(self.config))
         self.bundle = build_models(self.model_config).to(self.device)
+        self.init_report: dict[str, str] = {}
+        if self.config["model"]["init_weights"]:
+            self.init_report = load_init_weights(self.bundle, self.model_config, Path(self.config["model"]["init_weights"]))
         losses = self.config["losses"]
         self.loss_config = build_loss_config(self.config)
         # run the motion net only when a loss consumes it; a built net that no loss trains is "unused" for DDP
@@ -449,6 +452,53 @@ def _load_bundle_state(bundle: nn.Module, state: dict[str, Any]) -> None:
         if net is None:
             raise ValueError(f"checkpoint has weights for {name!r} but the model bundle has no such network")
         net.load_state_dict(sub_state)
+
+
+# Model-config keys that decide the networks' shapes; a fine-tuning start must match them.
+_ARCHITECTURE_KEYS = ("encoder", "pose_encoder", "num_scales")
+
+
+def load_init_weights(bundle: nn.Module, model_config: dict[str, Any], path: Path) -> dict[str, str]:
+    """Start a run from a checkpoint's network weights (``model.init_weights``): fine-tuning.
+
+    Every network present in both the bundle and the checkpoint is loaded strictly; a network only the
+    bundle has (e.g. Obj-PoseNet when the checkpoint was trained without it) keeps its fresh weights, one
+    only the checkpoint has is ignored. Input size and depth range may differ (the nets are fully
+    convolutional); the encoders and the number of scales must match.
+
+    Returns:
+        {network name: "loaded" | "fresh (not in checkpoint)" | "ignored (not in this model)"}, also logged.
+
+    Raises:
+        ValueError: architecture mismatch (naming the key) or a state dict that does not fit.
+    """
+    from depth_sfm_ros.models import load_checkpoint
+
+    ckpt = load_checkpoint(path)
+    saved = ckpt["model_config"]
+    for key in _ARCHITECTURE_KEYS:
+        if saved.get(key) != model_config.get(key):
+            raise ValueError(f"model.init_weights {path}: checkpoint has model.{key}={saved.get(key)!r}, this run "
+                             f"{model_config.get(key)!r}; fine-tuning needs the same architecture")
+    report: dict[str, str] = {}
+    for name, sub_state in ckpt["state_dict"].items():
+        net = getattr(bundle, name, None)
+        if sub_state is None:
+            continue
+        if net is None:
+            report[name] = "ignored (not in this model)"
+            continue
+        try:
+            net.load_state_dict(sub_state)
+        except RuntimeError as exc:
+            raise ValueError(f"model.init_weights {path}: the {name!r} weights do not fit this model: {exc}") from exc
+        report[name] = "loaded"
+    for name in ("depth", "pose", "motion", "obj_pose"):
+        if getattr(bundle, name, None) is not None and name not in report:
+            report[name] = "fresh (not in checkpoint)"
+    log.info("init weights from %s (step %d): %s", path, int(ckpt["step"]),
+             ", ".join(f"{k} {v}" for k, v in sorted(report.items())))
+    return report
 
 
 def _normalized_intrinsics(dataset) -> list[float] | None:

@@ -64,6 +64,7 @@ class NodeStats:
         self.frames_received = 0
         self.frames_processed = 0
         self.frames_dropped = 0
+        self.frames_camera_info_late = 0  # processed with the fixed camera's intrinsics before their own CameraInfo
         self.odometry_resets = 0
         self._input_rate = RateMeter()
         self._output_rate = RateMeter()
@@ -92,6 +93,10 @@ class NodeStats:
         with self._lock:
             self.frames_dropped += count
 
+    def camera_info_late(self) -> None:
+        with self._lock:
+            self.frames_camera_info_late += 1
+
     def frame_processed(self, latency_ms: float, timings_ms: dict[str, float], scale: float, scale_valid: bool,
                         reset: bool) -> None:
         """One published frame: ``latency_ms`` from message arrival to publishing."""
@@ -117,6 +122,7 @@ class NodeStats:
                 ("frames_received", str(self.frames_received)),
                 ("frames_processed", str(self.frames_processed)),
                 ("frames_dropped", str(self.frames_dropped)),
+                ("frames_camera_info_late", str(self.frames_camera_info_late)),
                 ("odometry_resets", str(self.odometry_resets)),
                 ("scale", f"{self.last_scale:.6g}"),
                 ("scale_valid", str(self.scale_valid).lower()),

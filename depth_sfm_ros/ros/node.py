@@ -249,6 +249,8 @@ class DepthSfmNode(Node):
             self._log_once("no_camera_info", f"no CameraInfo on '{self.resolve_topic_name(topics.CAMERA_INFO_TOPIC)}'"
                                              f" yet: using {source}")
             return fallback
+        if match.status == "constant":
+            self.stats.camera_info_late()  # not an error: its own CameraInfo had not arrived, the camera's is fixed
         if match.status == "unsynced":
             self._bad_input("camera_info_unsynced", f"no CameraInfo within {p.camera_info_sync_tolerance_s} s of "
                                                     f"the image stamp (nearest {match.offset_s:.3f} s): using the newest")
@@ -256,6 +258,7 @@ class DepthSfmNode(Node):
 
     def _process(self, frame: InputFrame) -> None:
         p = self.params
+        t_start = time.monotonic()
         decoded = self._decode(frame)
         if decoded is None:
             return
@@ -269,15 +272,22 @@ class DepthSfmNode(Node):
         height, width = image.shape[:2]
         for event in self._monitor.check(width, height, frame.stamp_ns):
             self.stats.count_bad(event)  # the Pipeline resets odometry and logs the one line about it
+        t_decoded = time.monotonic()
         intrinsics = self._intrinsics(frame.stamp_ns, width, height)
+        t_synced = time.monotonic()
         result = self._pipeline.process(image, encoding, frame.stamp_ns * 1e-9, intrinsics)
+        t_processed = time.monotonic()
         if result.reset:
             self._last_odom = None
         header = Header(stamp=TimeMsg(sec=header_in.stamp.sec, nanosec=header_in.stamp.nanosec), frame_id=frame_id)
         self._publish(result, header, image, encoding)
-        latency_ms = (time.monotonic() - frame.received_monotonic_s) * 1e3
-        self.stats.frame_processed(latency_ms, dict(result.timings_ms), result.scale, result.scale_valid,
-                                  result.reset)
+        t_published = time.monotonic()
+        latency_ms = (t_published - frame.received_monotonic_s) * 1e3
+        # where a frame's time goes inside the node, next to the Pipeline's own stages
+        timings_ms = dict(result.timings_ms, node_queued=(t_start - frame.received_monotonic_s) * 1e3,
+                          node_decode=(t_decoded - t_start) * 1e3, node_camera_info_wait=(t_synced - t_decoded) * 1e3,
+                          node_pipeline=(t_processed - t_synced) * 1e3, node_publish=(t_published - t_processed) * 1e3)
+        self.stats.frame_processed(latency_ms, timings_ms, result.scale, result.scale_valid, result.reset)
 
     # --- publishing ---------------------------------------------------------------------------
     def _publish(self, result: Any, header: Header, image: np.ndarray, encoding: str) -> None:

@@ -69,7 +69,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("camera_info_sync_tolerance_s", 0.005, "largest |image stamp - CameraInfo stamp| accepted as a pair, s",
               0.0, 10.0),
     ParamSpec("camera_info_wait_s", 0.05, "how long the worker waits for the CameraInfo of an image that "
-              "arrived first, s (not once CameraInfo is known to be missing)", 0.0, 1.0),
+              "arrived first, s (not once CameraInfo is known to be missing, nor while the camera's intrinsics are "
+              "constant: then the newest CameraInfo is used at once)", 0.0, 1.0),
     ParamSpec("fx", 0.0, "fallback focal length x (pixels of the input image) when no CameraInfo arrives; "
               "0 = use the model card's intrinsics", 0.0, 1e6),
     ParamSpec("fy", 0.0, "fallback focal length y, pixels (0 = same as fx)", 0.0, 1e6),

@@ -59,7 +59,9 @@ class LatestSlot(Generic[T]):
 @dataclass(frozen=True)
 class InfoMatch:
     """Result of :meth:`CameraInfoCache.lookup`. ``status``: ``synced`` (within the tolerance),
-    ``unsynced`` (the newest CameraInfo, none within the tolerance), ``none`` (never received)."""
+    ``constant`` (none within the tolerance, but every cached CameraInfo has the same intrinsics: the
+    newest, used without waiting), ``unsynced`` (the newest CameraInfo, none within the tolerance),
+    ``none`` (never received)."""
 
     intrinsics: Intrinsics | None
     status: str
@@ -68,6 +70,8 @@ class InfoMatch:
 
 class CameraInfoCache:
     """The last ``capacity`` CameraInfo intrinsics by stamp (thread-safe)."""
+
+    CONSTANT_AFTER = 5  # identical CameraInfos before the camera counts as fixed (see lookup)
 
     def __init__(self, capacity: int = 30) -> None:
         if capacity < 1:
@@ -91,13 +95,31 @@ class CameraInfoCache:
             self._items.clear()
 
     def lookup(self, stamp_ns: int, tolerance_s: float, wait_s: float = 0.0) -> InfoMatch:
-        """The CameraInfo closest in stamp to ``stamp_ns`` if within ``tolerance_s``; waits up to
-        ``wait_s`` for it (image and CameraInfo travel on separate topics and may arrive in either
-        order), then falls back to the newest (``unsynced``) or nothing (``none``)."""
+        """The CameraInfo closest in stamp to ``stamp_ns`` if within ``tolerance_s``.
+
+        Image and CameraInfo travel on separate topics and may arrive in either order (a large image
+        can overtake the small CameraInfo sent before it). When every cached CameraInfo holds the same
+        intrinsics (a fixed camera: almost always), the newest is returned at once (``constant``):
+        waiting could not change the result. Otherwise (first messages, or intrinsics changing) it
+        waits up to ``wait_s`` for the matching one, then falls back to the newest (``unsynced``) or
+        nothing (``none``)."""
         with self._lock:
+            match = self._match(stamp_ns, tolerance_s)
+            if match.status != "unsynced":
+                return match
+            if self._intrinsics_constant():
+                return InfoMatch(match.intrinsics, "constant", match.offset_s)
             if wait_s > 0:
                 self._lock.wait_for(lambda: self._match(stamp_ns, tolerance_s).status == "synced", timeout=wait_s)
             return self._match(stamp_ns, tolerance_s)
+
+    def _intrinsics_constant(self) -> bool:
+        """True when at least ``CONSTANT_AFTER`` CameraInfos (or a full cache) are cached and all agree;
+        call with the lock held."""
+        if len(self._items) < min(self.CONSTANT_AFTER, self._items.maxlen):
+            return False
+        first = self._items[0][1]
+        return all(intrinsics == first for _, intrinsics in self._items)
 
     def _match(self, stamp_ns: int, tolerance_s: float) -> InfoMatch:
         """:meth:`lookup` without waiting; call with the lock held."""
