@@ -18,12 +18,12 @@ from __future__ import annotations
 import os
 import pickle
 import subprocess
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
 import torch
 
+from ..fileio import atomic_write
 from .bundle import ModelBundle, build_models, validate_model_config
 
 __all__ = ["CHECKPOINT_FORMAT", "CheckpointError", "save_checkpoint", "load_checkpoint", "build_from_checkpoint",
@@ -106,19 +106,8 @@ def save_checkpoint(path: str | os.PathLike, bundle: ModelBundle, model_config: 
     }
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(payload, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        try:
-            os.unlink(tmp_name)
-        except FileNotFoundError:
-            pass
-        raise
+    with atomic_write(path) as handle:
+        torch.save(payload, handle)
     return path
 
 

@@ -32,6 +32,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from depth_sfm_ros.fileio import atomic_write
+
 from .model_card import (MODEL_CARD_NAME, ONNX_FILES, SCALE_CONVENTIONS, ModelCard, sha256_file, utc_now_iso,
                          write_model_card)
 
@@ -248,15 +250,13 @@ def _export_one(module: Any, args: tuple, path: Path, inputs: Sequence[str], out
                 opset: int) -> None:
     import torch
 
-    tmp = path.with_name(f".{path.name}.tmp")
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), atomic_write(path) as handle:
         warnings.simplefilter("ignore", category=DeprecationWarning)
         warnings.simplefilter("ignore", category=FutureWarning)
         warnings.simplefilter("ignore", category=torch.jit.TracerWarning)
         warnings.filterwarnings("ignore", message="Constant folding")
-        torch.onnx.export(module, args, str(tmp), input_names=list(inputs), output_names=list(outputs),
+        torch.onnx.export(module, args, handle, input_names=list(inputs), output_names=list(outputs),
                           opset_version=opset, dynamo=False, do_constant_folding=True)
-    os.replace(tmp, path)
 
 
 # ------------------------------------------------------------------------------------------ engines

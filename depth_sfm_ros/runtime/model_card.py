@@ -25,12 +25,13 @@ import hashlib
 import math
 import os
 import re
-import tempfile
 from dataclasses import MISSING, asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
 import yaml
+
+from depth_sfm_ros.fileio import atomic_write
 
 __all__ = [
     "MODEL_CARD_FORMAT", "MODEL_CARD_NAME", "ONNX_FILES", "ModelCard", "ModelCardError", "read_model_card",
@@ -209,17 +210,10 @@ def write_model_card(card: ModelCard, path: str | os.PathLike) -> Path:
     card.validate()
     card_path = _card_path(path)
     text = yaml.safe_dump(card.to_dict(), sort_keys=False, default_flow_style=None, allow_unicode=True)
-    fd, tmp = tempfile.mkstemp(prefix=".model_card.", suffix=".tmp", dir=card_path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write("# depth_sfm_ros exported model card (docs/architecture.md)\n")
-            handle.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a model card is meant to be shared
-        os.replace(tmp, card_path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    # mkstemp makes it private; a model card is meant to be shared
+    with atomic_write(card_path, "w", encoding="utf-8", file_mode=0o644) as handle:
+        handle.write("# depth_sfm_ros exported model card (docs/architecture.md)\n")
+        handle.write(text)
     return card_path
 
 

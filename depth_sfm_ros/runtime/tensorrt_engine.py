@@ -24,13 +24,14 @@ import json
 import logging
 import os
 import re
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
+
+from depth_sfm_ros.fileio import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -166,20 +167,9 @@ def make_key(onnx_path: str | Path, precision: str, input_shape: Sequence[int], 
 # cache read / write
 # --------------------------------------------------------------------------------------------
 def _atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file in the same directory + fsync + rename."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    """Write ``data`` to ``path`` all-or-nothing (:func:`depth_sfm_ros.fileio.atomic_write`)."""
+    with atomic_write(path) as handle:
+        handle.write(data)
 
 
 def write_engine(key: EngineCacheKey, engine_bytes: bytes, cache_dir: str | Path | None = None,

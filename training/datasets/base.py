@@ -32,7 +32,7 @@ from torch.utils.data import Dataset
 
 from depth_sfm_ros.geometry import Intrinsics
 
-from .io import read_png_uint16
+from .io import read_png_uint16, read_rgb
 from .transforms import ColorJitter, flip_transform, resize_depth, resize_image, resize_nearest
 
 LOG = logging.getLogger(__name__)
@@ -80,6 +80,26 @@ class FrameSequence:
     def frame_id(self, i: int) -> str:
         """File stem of frame ``i`` (used to find per-frame masks in a mask folder)."""
         return f"{i:06d}"
+
+
+class ImageFileSequence(FrameSequence):
+    """A sequence stored as one image file per frame with one camera: subclasses set ``images`` (sorted
+    paths) and ``_K`` (the intrinsics of those images) in their constructor."""
+
+    images: list[Path]
+    _K: Intrinsics
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def frame_id(self, i: int) -> str:
+        return self.images[i].stem
+
+    def image_rgb(self, i: int) -> np.ndarray:
+        return read_rgb(self.images[i])
+
+    def intrinsics(self, i: int) -> Intrinsics:
+        return self._K
 
 
 class MaskFolder:

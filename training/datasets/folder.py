@@ -19,11 +19,11 @@ import numpy as np
 
 from depth_sfm_ros.geometry import Intrinsics
 
-from .base import FrameSequence
+from .base import FrameSequence, ImageFileSequence
 from .io import list_images, read_intrinsics_yaml, read_rgb
 
 
-class ImageFolderSequence(FrameSequence):
+class ImageFolderSequence(ImageFileSequence):
     """Images of one folder, sorted by name, with intrinsics from a YAML file."""
 
     def __init__(self, root: str | Path, calib: str | Path | None = None) -> None:
@@ -35,18 +35,6 @@ class ImageFolderSequence(FrameSequence):
         calib_path = Path(calib) if calib is not None else self.root / "calib.yaml"
         self._K = read_intrinsics_yaml(calib_path, width=first.shape[1], height=first.shape[0])
         self.name = self.root.name
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def frame_id(self, i: int) -> str:
-        return self.images[i].stem
-
-    def image_rgb(self, i: int) -> np.ndarray:
-        return read_rgb(self.images[i])
-
-    def intrinsics(self, i: int) -> Intrinsics:
-        return self._K
 
 
 class SyntheticFolderSequence(FrameSequence):

@@ -23,7 +23,7 @@ import numpy as np
 
 from depth_sfm_ros.geometry import Intrinsics
 
-from .base import FrameSequence
+from .base import ImageFileSequence
 from .io import list_images, projection_matrix, read_calib_text, read_depth_png, read_kitti_poses, read_rgb
 
 SIDE_TO_CAMERA = {"l": 2, "r": 3}
@@ -98,7 +98,7 @@ def read_velodyne_bin(path: str | Path) -> np.ndarray:
     return data.reshape(-1, 4)
 
 
-class KittiRawSequence(FrameSequence):
+class KittiRawSequence(ImageFileSequence):
     """One KITTI raw drive seen by camera 2 (left colour) or 3 (right colour).
 
     ``depth_source``: ``"velodyne"`` (projected scans, camera depth), ``"velodyne_eigen"``
@@ -133,20 +133,8 @@ class KittiRawSequence(FrameSequence):
         self.name = f"{drive}/image_{camera:02d}"
         self.has_depth = depth_source is not None
 
-    def __len__(self) -> int:
-        return len(self.images)
-
     def frame_number(self, i: int) -> int:
         return int(self.images[i].stem)
-
-    def frame_id(self, i: int) -> str:
-        return self.images[i].stem
-
-    def image_rgb(self, i: int) -> np.ndarray:
-        return read_rgb(self.images[i])
-
-    def intrinsics(self, i: int) -> Intrinsics:
-        return self._K
 
     def _velo_calib(self) -> np.ndarray:
         if self._T_cam0_velo is None:
@@ -214,7 +202,7 @@ def kitti_raw_sequences(root: str | Path, split_file: str | Path | None = None, 
     return sequences, targets
 
 
-class KittiOdometrySequence(FrameSequence):
+class KittiOdometrySequence(ImageFileSequence):
     """One KITTI odometry sequence (``image_2`` or ``image_3``) with ground-truth poses when present.
 
     ``poses/NN.txt`` gives T_world_cam0; the colour camera's pose is
@@ -246,18 +234,6 @@ class KittiOdometrySequence(FrameSequence):
             self.poses = T_w_cam0 @ np.linalg.inv(T_camX_cam0)
         self.has_poses = self.poses is not None
         self.name = f"{sequence}/image_{camera}"
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def frame_id(self, i: int) -> str:
-        return self.images[i].stem
-
-    def image_rgb(self, i: int) -> np.ndarray:
-        return read_rgb(self.images[i])
-
-    def intrinsics(self, i: int) -> Intrinsics:
-        return self._K
 
     def T_world_cam(self, i: int) -> np.ndarray | None:
         return None if self.poses is None else self.poses[i]
