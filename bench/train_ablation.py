@@ -18,7 +18,10 @@ net's dynamic probability is taught by them (the mask-IoU column is then partly 
 ``--set data.use_dynamic_masks=false`` for masks learned from the photometric / flow losses alone.
 
 Self-supervised training from scratch needs a GPU and thousands of steps to beat those baselines; on a
-CPU the numbers of a short run test the mechanics, not the methods (see /work/shared/DESIGN.md).
+CPU the numbers of a short run test the mechanics, not the methods. ``--init-weights CKPT`` starts every row
+from one checkpoint (fine-tuning, like the papers' ImageNet start) and adds that checkpoint's own row:
+
+    python bench/train_ablation.py --steps 300 --init-weights runs/default/checkpoints/last.pt --out bench/results
 """
 from __future__ import annotations
 
@@ -35,7 +38,8 @@ from typing import Any
 
 import numpy as np
 
-DEFAULT_ROWS = ["baseline_monodepth2", "sfmlearner_explainability", "multiple_masks_overlap_blank", "object_boundary",
+DEFAULT_ROWS = ["baseline_monodepth2", "sfmlearner_explainability", "explainability_automask",
+                "multiple_masks_overlap_blank", "object_boundary",
                 "instance_aware", "sc_depth_geometric", "pose_cycle", "auto_weight_less_dynamic",
                 "auto_weight_more_dynamic", "normal_losses", "flow3d", "full"]
 COLUMNS = ["abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "abs_rel_static", "a1_static", "abs_rel_dynamic",

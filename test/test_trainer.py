@@ -175,7 +175,7 @@ def test_ddp_two_cpu_processes_keep_identical_weights(synth_root, tmp_path):
 
 TECHNIQUE_CONFIGS = ["sfmlearner_explainability", "multiple_masks_overlap_blank", "object_boundary", "instance_aware",
                      "sc_depth_geometric", "pose_cycle", "auto_weight_less_dynamic", "auto_weight_more_dynamic",
-                     "normal_losses", "flow3d", "full"]
+                     "normal_losses", "flow3d", "full", "explainability_automask"]
 
 
 @pytest.mark.parametrize("name", TECHNIQUE_CONFIGS)
