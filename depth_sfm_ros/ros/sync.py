@@ -99,10 +99,12 @@ class CameraInfoCache:
 
         Image and CameraInfo travel on separate topics and may arrive in either order (a large image
         can overtake the small CameraInfo sent before it). When every cached CameraInfo holds the same
-        intrinsics (a fixed camera: almost always), the newest is returned at once (``constant``):
-        waiting could not change the result. Otherwise (first messages, or intrinsics changing) it
-        waits up to ``wait_s`` for the matching one, then falls back to the newest (``unsynced``) or
-        nothing (``none``)."""
+        intrinsics (a fixed camera: almost always), the newest is returned at once (``constant``) instead
+        of waiting for what is almost surely the same intrinsics again. The price: the first frames after
+        a change of intrinsics (zoom) whose own CameraInfo is late get the old ones; the first differing
+        CameraInfo ends the shortcut until the cache is uniform again. Otherwise (first messages,
+        intrinsics changing) it waits up to ``wait_s`` for the matching one, then falls back to the
+        newest (``unsynced``) or nothing (``none``)."""
         with self._lock:
             match = self._match(stamp_ns, tolerance_s)
             if match.status != "unsynced":
