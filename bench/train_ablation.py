@@ -209,8 +209,8 @@ def trivial_baselines(dataset, train_depths: np.ndarray) -> dict[str, dict[str, 
 
 
 # ------------------------------------------------------------------------------------------- main
-def train_row(name: str, train_dir: Path, args: argparse.Namespace, train: bool = True):
-    """Train one experiment config (``train=False``: build it, with ``--init-weights`` loaded, untrained)."""
+def train_row(name: str, train_dir: Path, args: argparse.Namespace):
+    """Train one experiment config (from ``--init-weights`` when given)."""
     from depth_sfm_training.config import CONFIG_DIR, load_config
     from depth_sfm_training.trainer import Trainer
     from depth_sfm_training.validation import mean_window_drop
@@ -226,8 +226,6 @@ def train_row(name: str, train_dir: Path, args: argparse.Namespace, train: bool 
     config = load_config(CONFIG_DIR / f"{name}.yaml", overrides)
     t0 = time.perf_counter()
     trainer = Trainer(config, None)
-    if not train:
-        return trainer, {"train_s": 0.0, "steps": 0, "init": trainer.init_report}
     result = trainer.fit()
     seconds = time.perf_counter() - t0
     window = max(1, min(20, len(result.losses) // 4))
@@ -308,13 +306,16 @@ def main(argv: list[str] | None = None) -> int:
                   f"test seed {args.test_seed} ({len(test_set)} frames)"
                   + (f", every row starting from the weights of {args.init_weights}" if args.init_weights else "")
                   + f"; machine: {machine}")
-        jobs = [(name, True) for name in rows]
-        if args.init_weights:  # the common starting point, scored as it is (flow3d config: it has the motion net)
-            jobs.insert(0, ("flow3d", False))
-        for name, train in jobs:
-            trainer, info = train_row(name, train_dir, args, train=train)
-            if not train:
-                name = "init weights (no further training)"
+        if args.init_weights:  # the common starting point, scored as it is
+            from depth_sfm_ros.models import build_from_checkpoint, load_checkpoint
+
+            bundle, model_config = build_from_checkpoint(args.init_weights)
+            name = "init weights (no further training)"
+            results[name] = evaluate_model(bundle, model_config, test_set, torch.device("cpu"))
+            training[name] = {"train_s": 0.0, "steps": 0,
+                              "checkpoint_step": int(load_checkpoint(args.init_weights)["step"])}
+        for name in rows:
+            trainer, info = train_row(name, train_dir, args)
             results[name] = evaluate_model(trainer.bundle, trainer.model_config, test_set, trainer.device)
             training[name] = info
             print(f"{name}: {info} {results[name]}", file=sys.stderr, flush=True)

@@ -87,17 +87,27 @@ def run(tmp_path_factory):
     # as the launch file does (dds_profile default), and as the README tells camera drivers to do
     env.update({name: str(common.REPO / "config" / "fastdds_large_images.xml")
                 for name in ("FASTRTPS_DEFAULT_PROFILES_FILE", "FASTDDS_DEFAULT_PROFILES_FILE")})
+    segments_before = _large_shm_segments()
     node = common.start_node(model_dir, env, tmp / "node.log", *ros_args)
     try:
         played, rec, gt = common.play_and_record(tmp, env, f"good:{NUM_FRAMES}",
                                                  player_args=("--width", str(WIDTH), "--height", str(HEIGHT),
                                                               "--frame-id", FRAME_ID))
         graph = _published_topics(domain_id)
+        segments_running = _large_shm_segments()
     finally:
         rc = node.stop()
+    # the node's own segment: there while it ran, gone after it stopped (player and recorder had exited)
+    node_segments = (segments_running - segments_before) - _large_shm_segments()
     node_params = params.validate({"model": str(model_dir), **overrides})
     return {"played": played, "rec": rec, "gt": gt, "seq": seq, "rc": rc, "log": node.log(), "graph": graph,
-            "params": node_params, "model_dir": model_dir}
+            "params": node_params, "model_dir": model_dir, "node_shm_segments": node_segments}
+
+
+def _large_shm_segments() -> set[str]:
+    """Fast DDS shared-memory segments of at least 16 MiB (the profile's size; its default is 512 KiB)."""
+    shm = Path("/dev/shm")
+    return {p.name for p in shm.glob("fastrtps_*") if not p.name.endswith("_el") and p.stat().st_size >= 16 * 2**20}
 
 
 @pytest.fixture(scope="module")
@@ -248,6 +258,8 @@ def test_diagnostics_report_rates_latency_and_counters(run):
 def test_node_loaded_the_dds_profile_without_errors(run):
     # Fast DDS prints XML parser errors and falls back to its defaults: the profile must parse
     assert "XMLPARSER" not in run["log"] and "Error" not in run["log"], run["log"][-2000:]
+    # and it took effect: the node's shared-memory segment has the profile's 16 MiB, not the default 512 KiB
+    assert len(run["node_shm_segments"]) == 1, run["node_shm_segments"]
 
 
 def test_published_topics_are_the_declared_outputs(run):

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from depth_sfm_ros.fileio import atomic_write
 from depth_sfm_training.validation import full_res
 
 __all__ = ["DepthPrior"]
@@ -59,9 +60,8 @@ class DepthPrior:
         taken at, or None when there is no snapshot to save."""
         if not self.enabled or self.mode != "snapshot" or self.net is None:
             return None
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save({k: v.detach().cpu() for k, v in self.net.state_dict().items()}, tmp)
-        tmp.replace(path)
+        with atomic_write(path) as handle:
+            torch.save({k: v.detach().cpu() for k, v in self.net.state_dict().items()}, handle)
         return self.taken_at
 
     def load_state(self, path: Path, taken_at: int, device: torch.device) -> None:

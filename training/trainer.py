@@ -159,6 +159,7 @@ class Trainer:
             torch.use_deterministic_algorithms(True, warn_only=True)
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.is_main = self.dist.is_main
+        self._resuming = resume is not None
         self._build_models()
         self._build_optimizer()
         self._build_data(train_set, val_set)
@@ -179,7 +180,7 @@ class Trainer:
         self.model_config = validate_model_config(model_config_from(self.config))
         self.bundle = build_models(self.model_config).to(self.device)
         self.init_report: dict[str, str] = {}
-        if self.config["model"]["init_weights"]:
+        if self.config["model"]["init_weights"] and not self._resuming:  # a resume brings its own weights
             self.init_report = load_init_weights(self.bundle, self.model_config, Path(self.config["model"]["init_weights"]))
         losses = self.config["losses"]
         self.loss_config = build_loss_config(self.config)
@@ -443,15 +444,20 @@ class Trainer:
                               max_depth=self.config["log"]["val_max_depth"])
 
 
-def _load_bundle_state(bundle: nn.Module, state: dict[str, Any]) -> None:
-    """Load the checkpoint's per-network state dicts ({depth, pose, motion, obj_pose}) into the bundle."""
+def _load_bundle_state(bundle: nn.Module, state: dict[str, Any], ignore_extra: bool = False) -> list[str]:
+    """Load the checkpoint's per-network state dicts ({depth, pose, motion, obj_pose}) into the bundle,
+    strictly; returns the names loaded. A network the bundle lacks is an error, or skipped with
+    ``ignore_extra``."""
+    loaded = []
     for name, sub_state in state.items():
         net = getattr(bundle, name, None)
-        if sub_state is None:
+        if sub_state is None or (net is None and ignore_extra):
             continue
         if net is None:
             raise ValueError(f"checkpoint has weights for {name!r} but the model bundle has no such network")
         net.load_state_dict(sub_state)
+        loaded.append(name)
+    return loaded
 
 
 # Model-config keys that decide the networks' shapes; a fine-tuning start must match them.
@@ -472,7 +478,7 @@ def load_init_weights(bundle: nn.Module, model_config: dict[str, Any], path: Pat
     Raises:
         ValueError: architecture mismatch (naming the key) or a state dict that does not fit.
     """
-    from depth_sfm_ros.models import load_checkpoint
+    from depth_sfm_ros.models import ModelBundle, load_checkpoint
 
     ckpt = load_checkpoint(path)
     saved = ckpt["model_config"]
@@ -480,22 +486,16 @@ def load_init_weights(bundle: nn.Module, model_config: dict[str, Any], path: Pat
         if saved.get(key) != model_config.get(key):
             raise ValueError(f"model.init_weights {path}: checkpoint has model.{key}={saved.get(key)!r}, this run "
                              f"{model_config.get(key)!r}; fine-tuning needs the same architecture")
+    try:
+        loaded = _load_bundle_state(bundle, ckpt["state_dict"], ignore_extra=True)
+    except RuntimeError as exc:
+        raise ValueError(f"model.init_weights {path}: the weights do not fit this model: {exc}") from exc
     report: dict[str, str] = {}
-    for name, sub_state in ckpt["state_dict"].items():
-        net = getattr(bundle, name, None)
-        if sub_state is None:
-            continue
-        if net is None:
-            report[name] = "ignored (not in this model)"
-            continue
-        try:
-            net.load_state_dict(sub_state)
-        except RuntimeError as exc:
-            raise ValueError(f"model.init_weights {path}: the {name!r} weights do not fit this model: {exc}") from exc
-        report[name] = "loaded"
-    for name in ("depth", "pose", "motion", "obj_pose"):
-        if getattr(bundle, name, None) is not None and name not in report:
-            report[name] = "fresh (not in checkpoint)"
+    for name in ModelBundle.SUBNETS:
+        in_model, in_checkpoint = getattr(bundle, name) is not None, ckpt["state_dict"].get(name) is not None
+        if in_model or in_checkpoint:
+            report[name] = ("loaded" if name in loaded else
+                            "fresh (not in checkpoint)" if in_model else "ignored (not in this model)")
     log.info("init weights from %s (step %d): %s", path, int(ckpt["step"]),
              ", ".join(f"{k} {v}" for k, v in sorted(report.items())))
     return report
