@@ -4,13 +4,15 @@
 
 Arguments: image, camera_info (input topics), model (exported model dir, "" = bundled default),
 backend, params_file (default: share/depth_sfm_ros/config/depth_sfm.yaml), namespace,
-use_sim_time (true when replaying a bag with --clock), rviz (open config/depth_sfm.rviz),
+use_sim_time (true when replaying a bag with --clock), rviz (open config/depth_sfm.rviz; with a
+namespace, a copy of it whose topics are in that namespace),
 dds_profile (Fast DDS XML profile for the node: default config/fastdds_large_images.xml, or the
 FASTRTPS_DEFAULT_PROFILES_FILE already set; "" = none. Large images need it, see that file).
 The node gets [params_file, overrides]: model/backend/use_sim_time given here win over the file;
 an empty model or backend argument leaves the file's value.
 """
 import os
+import tempfile
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
@@ -18,6 +20,8 @@ from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
+
+from depth_sfm_ros.ros.topics import rviz_config_for_namespace
 
 PACKAGE = "depth_sfm_ros"
 EXECUTABLE = "depth_sfm_node"
@@ -53,6 +57,28 @@ def _node(context, *args, **kwargs):
     )]
 
 
+def _rviz(context, *args, **kwargs):
+    """rviz2 on config/depth_sfm.rviz; with a namespace, on a copy whose topics are in that namespace."""
+    config = os.path.join(get_package_share_directory(PACKAGE), RVIZ_FILE)
+    namespace = LaunchConfiguration("namespace").perform(context).strip("/")
+    if namespace:
+        with open(config) as f:
+            text = rviz_config_for_namespace(f.read(), namespace)
+        with tempfile.NamedTemporaryFile("w", prefix=f"depth_sfm_{namespace.replace('/', '_')}_", suffix=".rviz",
+                                         delete=False) as f:
+            f.write(text)
+            config = f.name
+    return [Node(
+        package="rviz2",
+        executable="rviz2",
+        name="rviz2",
+        namespace=namespace,
+        arguments=["-d", config],
+        parameters=[{"use_sim_time": LaunchConfiguration("use_sim_time")}],
+        output="screen",
+    )]
+
+
 def generate_launch_description() -> LaunchDescription:
     share = get_package_share_directory(PACKAGE)
     return LaunchDescription([
@@ -75,13 +101,5 @@ def generate_launch_description() -> LaunchDescription:
                               description="Fast DDS XML profile for the node (shared memory for large images; "
                                           "'' = none)"),
         OpaqueFunction(function=_node),
-        Node(
-            package="rviz2",
-            executable="rviz2",
-            name="rviz2",
-            arguments=["-d", os.path.join(share, RVIZ_FILE)],
-            parameters=[{"use_sim_time": LaunchConfiguration("use_sim_time")}],
-            condition=IfCondition(LaunchConfiguration("rviz")),
-            output="screen",
-        ),
+        OpaqueFunction(function=_rviz, condition=IfCondition(LaunchConfiguration("rviz"))),
     ])

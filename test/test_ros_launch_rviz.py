@@ -103,7 +103,15 @@ def test_launch_file_names_existing_executables_files_and_topics():
         assert pattern in setup_text and str(path.relative_to(REPO)) in glob.glob(pattern, root_dir=REPO)
     assert "launch/*.launch.py" in setup_text
     rviz_nodes = [n for n in nodes if _value(_keyword(n, "package"), constants) == "rviz2"]
-    assert len(rviz_nodes) == 1 and _keyword(rviz_nodes[0], "condition") is not None
+    assert len(rviz_nodes) == 1
+    # rviz2 is built by _rviz, an OpaqueFunction that only runs under the `rviz` argument's condition,
+    # and that moves the config's topics into the node's namespace
+    opaque = {_keyword(c, "function").id: c for c in _calls(tree, "OpaqueFunction")}
+    assert set(opaque) == {"_node", "_rviz"}
+    assert "'rviz'" in ast.dump(_keyword(opaque["_rviz"], "condition"))
+    rviz_function = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "_rviz")
+    assert rviz_nodes[0] in list(ast.walk(rviz_function))
+    assert _calls(rviz_function, "rviz_config_for_namespace")
 
 
 def test_dds_profile_gives_a_shared_memory_segment_for_large_images():
@@ -177,6 +185,21 @@ def test_rviz_config_shows_exactly_the_node_outputs():
     assert "rviz_default_plugins/PointCloud2" in classes and "rviz_default_plugins/Odometry" in classes
     points = next(d for d in displays if d["Class"] == "rviz_default_plugins/PointCloud2")
     assert points["Color Transformer"] == "RGB8"  # the node packs rgb into a float field
+
+
+@pytest.mark.parametrize("namespace", ["car", "/fleet/car_7/"])
+def test_rviz_config_follows_the_launch_namespace(namespace):
+    text = topics.rviz_config_for_namespace(RVIZ_FILE.read_text(), namespace)
+    config = yaml.safe_load(text)
+    shown = {d["Topic"]["Value"] for d in config["Visualization Manager"]["Displays"] if "Topic" in d}
+    assert shown == {topics.resolve(t, namespace=namespace) for t in topics.RVIZ_TOPICS}
+    assert all(name.startswith("/" + namespace.strip("/") + "/depth_sfm_node/") for name in shown)
+    # nothing else changed: the same lines apart from the topic values
+    before, after = RVIZ_FILE.read_text().splitlines(), text.splitlines()
+    assert len(before) == len(after)
+    assert sum(a != b for a, b in zip(before, after)) == len(topics.RVIZ_TOPICS)
+    with pytest.raises(ValueError, match="names none"):
+        topics.rviz_config_for_namespace("Panels: []\n", namespace)
 
 
 def test_topic_resolution():

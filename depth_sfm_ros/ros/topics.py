@@ -39,3 +39,29 @@ def resolve(topic: str, node_name: str = NODE_NAME, namespace: str = "/") -> str
     if topic.startswith("~/"):
         return f"{namespace}/{node_name}/{topic[2:]}"
     return f"{namespace}/{topic}"
+
+
+def rviz_config_for_namespace(rviz_text: str, namespace: str) -> str:
+    """``config/depth_sfm.rviz`` with its topics moved into ``namespace`` (the launch file's argument).
+
+    The shipped file shows the node's outputs in the root namespace; a node started with
+    ``namespace:=car`` publishes ``/car/depth_sfm_node/...`` instead. Only the ``Value:`` lines that
+    name one of :data:`RVIZ_TOPICS` change.
+
+    >>> rviz_config_for_namespace("        Value: /depth_sfm_node/odometry\\n", "car")
+    '        Value: /car/depth_sfm_node/odometry\\n'
+
+    Raises:
+        ValueError: the text names none of the topics (not this package's rviz config).
+    """
+    renamed = {f"Value: {resolve(t)}": f"Value: {resolve(t, namespace=namespace)}" for t in RVIZ_TOPICS}
+    lines = rviz_text.splitlines(keepends=True)
+    found = 0
+    for i, line in enumerate(lines):
+        key = line.strip()
+        if key in renamed:
+            lines[i] = line.replace(key, renamed[key])
+            found += 1
+    if not found:
+        raise ValueError(f"the rviz config names none of the node's topics {sorted(renamed)}")
+    return "".join(lines)
