@@ -253,6 +253,8 @@ def test_diagnostics_report_rates_latency_and_counters(run):
     assert {f"timing_ms.{k}" for k in node_stages} <= set(values)
     assert float(values["timing_ms.node_pipeline"]) >= float(values["timing_ms.total"]) * 0.9
     assert 0 <= int(values["frames_camera_info_late"]) <= NUM_FRAMES
+    # every output has a subscriber (the recorder), so the last frame went to all of them
+    assert set(values["outputs_last_frame"].split(",")) == set(topics.OUTPUT_TOPICS) - {"/diagnostics"}
 
 
 def test_node_loaded_the_dds_profile_without_errors(run):
@@ -266,3 +268,23 @@ def test_published_topics_are_the_declared_outputs(run):
     graph = run["graph"]
     ours = {name: types for name, types in graph.items() if name not in ("/rosout", "/parameter_events")}
     assert ours == {topics.resolve(t): [msg_type] for t, msg_type in topics.OUTPUT_TOPICS.items()}
+
+
+def test_outputs_without_subscribers_are_skipped(tmp_path):
+    """A recorder subscribed to ~/depth alone: every frame's depth arrives, the image outputs nobody
+    subscribed to are not built or sent, odometry always is."""
+    num_frames = 4
+    domain_id = common.unique_domain_id(23)
+    env = common.ros_env(domain_id)
+    node = common.start_node(common.test_model_dir(), env, tmp_path / "node.log", "-p", "publish_points:=true",
+                             "-p", "diagnostics_period_s:=0.2")
+    try:
+        played, rec, _ = common.play_and_record(tmp_path, env, f"good:{num_frames}",
+                                                recorder_args=("--outputs", "depth"))
+    finally:
+        assert node.stop() == 0, node.log()[-2000:]
+    assert not rec.meta["timed_out"]
+    assert [m["stamp_ns"] for m in rec.meta["depth"]] == [s["stamp_ns"] for s in played["steps"]]
+    assert not rec.meta["colored"] and not rec.meta["mask"] and not rec.meta["points"]
+    values = rec.last_diagnostics()["values"]
+    assert values["outputs_last_frame"] == "~/depth,~/odometry"

@@ -70,6 +70,7 @@ class NodeStats:
         self._output_rate = RateMeter()
         self._latency_ms: collections.deque[float] = collections.deque(maxlen=latency_window)
         self._timings_ms: dict[str, float] = {}
+        self._outputs: tuple[str, ...] = ()
         self.last_scale = float("nan")
         self.scale_valid = False
         self.last_input_time: float | None = None
@@ -98,9 +99,11 @@ class NodeStats:
             self.frames_camera_info_late += 1
 
     def frame_processed(self, latency_ms: float, timings_ms: dict[str, float], scale: float, scale_valid: bool,
-                        reset: bool) -> None:
-        """One published frame: ``latency_ms`` from message arrival to publishing."""
+                        reset: bool, outputs: tuple[str, ...] = ()) -> None:
+        """One published frame: ``latency_ms`` from message arrival to publishing; ``outputs``: the
+        topics it went to (outputs without a subscriber are skipped)."""
         with self._lock:
+            self._outputs = tuple(outputs)
             self.frames_processed += 1
             self.odometry_resets += int(bool(reset))
             self._output_rate.tick(self._clock())
@@ -126,6 +129,7 @@ class NodeStats:
                 ("odometry_resets", str(self.odometry_resets)),
                 ("scale", f"{self.last_scale:.6g}"),
                 ("scale_valid", str(self.scale_valid).lower()),
+                ("outputs_last_frame", ",".join(self._outputs)),
             ]
             values += [(f"bad_input.{kind}", str(count)) for kind, count in self.bad_input.items()]
             values += [(f"timing_ms.{name}", f"{ms:.2f}") for name, ms in sorted(self._timings_ms.items())]

@@ -91,6 +91,11 @@ class RosLogHandler(logging.Handler):
             self.handleError(record)
 
 
+def _has_subscribers(publisher: Any) -> bool:
+    """Whether any subscription (in this or another process) matches ``publisher``."""
+    return publisher.get_subscription_count() > 0
+
+
 class DepthSfmNode(Node):
     """See the module docstring. Raises :class:`~depth_sfm_ros.ros.params.ParameterError` from the
     constructor when a parameter is bad (``main`` turns that into exit status 2)."""
@@ -280,30 +285,44 @@ class DepthSfmNode(Node):
         if result.reset:
             self._last_odom = None
         header = Header(stamp=TimeMsg(sec=header_in.stamp.sec, nanosec=header_in.stamp.nanosec), frame_id=frame_id)
-        self._publish(result, header, image, encoding)
+        published = self._publish(result, header, image, encoding)
         t_published = time.monotonic()
         latency_ms = (t_published - frame.received_monotonic_s) * 1e3
         # where a frame's time goes inside the node, next to the Pipeline's own stages
         timings_ms = dict(result.timings_ms, node_queued=(t_start - frame.received_monotonic_s) * 1e3,
                           node_decode=(t_decoded - t_start) * 1e3, node_camera_info_wait=(t_synced - t_decoded) * 1e3,
                           node_pipeline=(t_processed - t_synced) * 1e3, node_publish=(t_published - t_processed) * 1e3)
-        self.stats.frame_processed(latency_ms, timings_ms, result.scale, result.scale_valid, result.reset)
+        self.stats.frame_processed(latency_ms, timings_ms, result.scale, result.scale_valid, result.reset, published)
 
     # --- publishing ---------------------------------------------------------------------------
-    def _publish(self, result: Any, header: Header, image: np.ndarray, encoding: str) -> None:
+    def _publish(self, result: Any, header: Header, image: np.ndarray, encoding: str) -> tuple[str, ...]:
+        """Publish the frame's outputs; returns the topics published. An output nobody subscribes to is
+        skipped together with the work of building its message; odometry (and TF) always go out."""
         p = self.params
         depth_m = result.depth_m  # float32 metres, NaN outside [min_depth_m, max_depth_m]
-        self._pub_depth.publish(conversions.numpy_to_image_msg(depth_m, "32FC1", header))
-        self._pub_depth_info.publish(conversions.intrinsics_to_camera_info(result.intrinsics, header))
-        colored = colorize_depth(depth_m, p.min_depth_m, p.max_depth_m)
-        self._pub_colored.publish(conversions.numpy_to_image_msg(colored, "bgr8", header))
-        if result.dynamic_mask is not None:  # None on the first frame after a (re)start
+        published = []
+        if _has_subscribers(self._pub_depth):
+            self._pub_depth.publish(conversions.numpy_to_image_msg(depth_m, "32FC1", header))
+            published.append("~/depth")
+        if _has_subscribers(self._pub_depth_info):
+            self._pub_depth_info.publish(conversions.intrinsics_to_camera_info(result.intrinsics, header))
+            published.append("~/depth/camera_info")
+        if _has_subscribers(self._pub_colored):
+            colored = colorize_depth(depth_m, p.min_depth_m, p.max_depth_m)
+            self._pub_colored.publish(conversions.numpy_to_image_msg(colored, "bgr8", header))
+            published.append("~/depth/colored")
+        # None on the first frame after a (re)start
+        if result.dynamic_mask is not None and _has_subscribers(self._pub_mask):
             self._pub_mask.publish(conversions.numpy_to_image_msg(result.dynamic_mask, "mono8", header))
+            published.append("~/dynamic_mask")
         self._publish_odometry(result, header)
-        if self._pub_points is not None:
+        published.append("~/odometry")
+        if self._pub_points is not None and _has_subscribers(self._pub_points):
             xyz, rgb = outputs.colored_points(depth_m, result.intrinsics, outputs.to_rgb8(image, encoding),
                                               p.points_decimation)
             self._pub_points.publish(conversions.xyzrgb_to_pointcloud2(xyz, rgb, header))
+            published.append("~/points")
+        return tuple(published)
 
     def _publish_odometry(self, result: Any, header: Header) -> None:
         p = self.params

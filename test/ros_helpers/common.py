@@ -157,7 +157,8 @@ class Recording:
 
 
 def play_and_record(tmp: Path, env: dict[str, str], plan: str, namespace: str = "/", rate_hz: float = 5.0,
-                    player_args: tuple[str, ...] = (), timeout_s: float = 90.0) -> tuple[dict, Recording, dict]:
+                    player_args: tuple[str, ...] = (), timeout_s: float = 90.0,
+                    recorder_args: tuple[str, ...] = ()) -> tuple[dict, Recording, dict]:
     """Start the recorder (waits for a running node), play ``plan``, collect both sides.
 
     Returns (player log, recording, ground truth arrays). The node must already be started.
@@ -174,7 +175,7 @@ def play_and_record(tmp: Path, env: dict[str, str], plan: str, namespace: str = 
     last_stamp_ns = config.stamp_ns(n_good - 1)  # the last step of a plan must be a plain good frame
     recorder = Proc.start([sys.executable, str(HELPERS / "recorder.py"), "--out", str(tmp / "rec"),
                            "--until-stamp-ns", str(last_stamp_ns), "--timeout-s", str(timeout_s),
-                           "--namespace", namespace], env, tmp / "recorder.log")
+                           "--namespace", namespace, *recorder_args], env, tmp / "recorder.log")
     assert recorder.wait_for_line("READY", 30.0), f"recorder not ready:\n{recorder.log()}"
     player = Proc.start([sys.executable, str(HELPERS / "player.py"), "--plan", plan, "--log", str(tmp / "plan.json"),
                          "--gt", str(tmp / "gt.npz"), "--rate", str(rate_hz), *player_args], env, tmp / "player.log")

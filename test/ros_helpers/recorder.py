@@ -1,6 +1,6 @@
 """Subscribe to every output of depth_sfm_node and save what arrives.
 
-    python recorder.py --out rec --until-stamp-ns N [--timeout-s 60]
+    python recorder.py --out rec --until-stamp-ns N [--timeout-s 60] [--outputs depth,colored,...]
 
 Prints READY once the node's ~/depth publisher is discovered. Stops when a ~/depth message
 stamped N has arrived and then a /diagnostics status whose frames_processed equals the number of
@@ -25,6 +25,12 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from depth_sfm_ros.ros import conversions, topics
 
 
+# recorder name -> (node output, message type)
+OUTPUTS = {"depth": ("~/depth", Image), "depth_info": ("~/depth/camera_info", CameraInfo),
+           "colored": ("~/depth/colored", Image), "mask": ("~/dynamic_mask", Image),
+           "odometry": ("~/odometry", Odometry), "points": ("~/points", PointCloud2)}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True)
@@ -32,6 +38,8 @@ def main() -> int:
     parser.add_argument("--timeout-s", type=float, default=60.0)
     parser.add_argument("--namespace", default="/")
     parser.add_argument("--reliability", choices=("reliable", "best_effort"), default="reliable")
+    parser.add_argument("--outputs", default=",".join(OUTPUTS),
+                        help="the node outputs to subscribe to (and /diagnostics always); default: all")
     args = parser.parse_args()
 
     rclpy.init()
@@ -88,12 +96,14 @@ def main() -> int:
         if state["done_stamp_seen"] and processed == str(len(meta["depth"])):
             state["finished"] = True
 
-    node.create_subscription(Image, name("~/depth"), image_cb("depth"), qos)
-    node.create_subscription(CameraInfo, name("~/depth/camera_info"), info_cb, qos)
-    node.create_subscription(Image, name("~/depth/colored"), image_cb("colored"), qos)
-    node.create_subscription(Image, name("~/dynamic_mask"), image_cb("mask"), qos)
-    node.create_subscription(Odometry, name("~/odometry"), odom_cb, qos)
-    node.create_subscription(PointCloud2, name("~/points"), points_cb, qos)
+    callbacks = {"depth": image_cb("depth"), "depth_info": info_cb, "colored": image_cb("colored"),
+                 "mask": image_cb("mask"), "odometry": odom_cb, "points": points_cb}
+    wanted = args.outputs.split(",")
+    if "depth" not in wanted or not set(wanted) <= set(OUTPUTS):
+        parser.error(f"--outputs must include depth (it ends the recording) and name only {sorted(OUTPUTS)}")
+    for kind in wanted:
+        topic, msg_type = OUTPUTS[kind]
+        node.create_subscription(msg_type, name(topic), callbacks[kind], qos)
     node.create_subscription(DiagnosticArray, "/diagnostics", diag_cb, 50)
 
     deadline = time.monotonic() + args.timeout_s
