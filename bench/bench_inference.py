@@ -6,9 +6,9 @@ torch eager FP32 (CPU, and CUDA when present), torch FP16 + CUDA graphs (GPU), O
 CUDA, TensorRT FP16 (when installed). Reports frames/s, p50 / p99 latency and the speed-up over
 eager FP32 torch on the same device kind in the same run; prints a table and one JSON line.
 
-Model: ``--model`` (a checkpoint, or a model dir containing one), else the bundled default model
-``depth_sfm_ros/data/default_model`` when it exists, else a freshly built UNTRAINED network
-(``--encoder``, default lite): speed does not depend on the weights.
+Model: ``--model`` (a checkpoint, or a model dir containing one), else an UNTRAINED network with the
+architecture of the bundled default model ``depth_sfm_ros/data/default_model`` (its model card), or
+with ``--encoder``'s: speed does not depend on the weights.
 
     python bench/bench_inference.py --iters 30
 """
@@ -44,9 +44,10 @@ def _parse_resolution(text: str) -> tuple[int, int]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=None,
-                        help="checkpoint (.pt) or model dir with one (default: the bundled default model, else an "
-                             "untrained network)")
-    parser.add_argument("--encoder", default="lite", help="encoder of the untrained network (lite, resnet18, ...)")
+                        help="checkpoint (.pt) or model dir with one (default: an untrained network with the bundled "
+                             "default model's architecture)")
+    parser.add_argument("--encoder", default=None,
+                        help="instead: an untrained network with this encoder (lite, resnet18, ...)")
     parser.add_argument("--iters", type=int, default=30, help="timed iterations per backend (after warm-up)")
     parser.add_argument("--warmup", type=int, default=5, help="untimed warm-up iterations")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
@@ -57,24 +58,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _bundle_source(args: argparse.Namespace):
-    """(bundle, model_config, description) to export at each resolution."""
+    """(bundle, model_config, description) to export at each resolution.
+
+    ``--model``: its checkpoint, trained weights. Without it: the bundled default model's architecture
+    (from its model card; the bundle ships ONNX files at one size, no checkpoint), or ``--encoder``'s
+    when ``--encoder`` is given or there is no bundled model, with untrained weights: the speed of a
+    network does not depend on its weights.
+    """
     import torch
 
     from depth_sfm_ros import models
 
-    model = Path(args.model) if args.model else (DEFAULT_MODEL_DIR if DEFAULT_MODEL_DIR.is_dir() else None)
-    if model is not None:
+    if args.model:
         from depth_sfm_ros.runtime.backends import find_checkpoint
 
-        checkpoint = find_checkpoint(model)
+        checkpoint = find_checkpoint(Path(args.model))
         if checkpoint is None:
-            raise SystemExit(f"bench_inference: {model} has no checkpoint (*.pt) to export at each resolution")
+            raise SystemExit(f"bench_inference: {args.model} has no checkpoint (*.pt) to export at each resolution")
         bundle, config = models.build_from_checkpoint(checkpoint)
         return bundle, dict(config), f"checkpoint {checkpoint}"
     torch.manual_seed(0)
-    config = {"encoder": args.encoder, "pose_encoder": "lite" if args.encoder == "lite" else "resnet18"}
-    bundle = models.build_models(config)
-    return bundle, models.validate_model_config(config), f"untrained {args.encoder} network (speed only)"
+    if args.encoder is None and (DEFAULT_MODEL_DIR / "model_card.yaml").is_file():
+        from depth_sfm_ros.runtime.model_card import read_model_card
+
+        config = models.validate_model_config(read_model_card(DEFAULT_MODEL_DIR).model_config)
+        what = "the bundled default model's architecture, untrained weights (speed only)"
+    else:
+        encoder = args.encoder or "lite"
+        config = models.validate_model_config(
+            {"encoder": encoder, "pose_encoder": "lite" if encoder == "lite" else "resnet18"})
+        what = f"untrained {encoder} network (speed only)"
+    return models.build_models(config), config, what
 
 
 def _candidates(torch_cuda: bool, ort_cuda: bool, has_trt: bool) -> list[dict]:

@@ -61,20 +61,22 @@ def fit_ground_plane(depth: np.ndarray, intrinsics: Intrinsics, region_top: floa
     points = points.astype(np.float64)
     tol = inlier_tol * float(np.median(points[:, 2]))
     cos_tilt = math.cos(math.radians(max_tilt_deg))
-    best_inliers: np.ndarray | None = None
+    # all hypotheses at once: a plane through 3 random points each, kept if not degenerate and level enough
     samples = rng.integers(0, len(points), size=(iterations, 3))
-    for i0, i1, i2 in samples:
-        normal = np.cross(points[i1] - points[i0], points[i2] - points[i0])
-        norm = np.linalg.norm(normal)
-        if norm < 1e-12:
-            continue
-        normal /= norm
-        if abs(normal[1]) < cos_tilt:
-            continue
-        inliers = np.abs(points @ normal - normal @ points[i0]) < tol
-        if best_inliers is None or inliers.sum() > best_inliers.sum():
-            best_inliers = inliers
-    if best_inliers is None or best_inliers.sum() < max(3, min_inlier_ratio * len(points)):
+    p0, p1, p2 = points[samples[:, 0]], points[samples[:, 1]], points[samples[:, 2]]
+    normals = np.cross(p1 - p0, p2 - p0)  # (iterations, 3)
+    norms = np.linalg.norm(normals, axis=1)
+    keep = norms >= 1e-12
+    normals = normals[keep] / norms[keep, None]
+    level = np.abs(normals[:, 1]) >= cos_tilt
+    normals, p0 = normals[level], p0[keep][level]
+    if len(normals) == 0:
+        return None
+    offsets = np.einsum("kj,kj->k", normals, p0)  # n . p0 of each plane
+    inlier_counts = (np.abs(points @ normals.T - offsets) < tol).sum(axis=0)  # (N, k) -> (k,)
+    best = int(np.argmax(inlier_counts))  # the first of the best, as a sequential RANSAC would keep
+    best_inliers = np.abs(points @ normals[best] - offsets[best]) < tol
+    if best_inliers.sum() < max(3, min_inlier_ratio * len(points)):
         return None
     inlier_points = points[best_inliers]  # least-squares refinement (smallest singular vector)
     centroid = inlier_points.mean(axis=0)

@@ -1,0 +1,25 @@
+"""The bench scripts run from a clean checkout with their defaults (mechanics only: no timing is asserted;
+speed is measured by running them, see README "Benchmarks")."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_bench_inference_default_model_source_runs_and_prints_its_json_line():
+    out = subprocess.run([sys.executable, str(REPO / "bench" / "bench_inference.py"), "--iters", "1", "--warmup", "0",
+                          "--resolutions", "128x64", "--threads", "1"],
+                         capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["source"].startswith("the bundled default model's architecture")
+    backends = {r["backend"] for r in result["results"]}
+    assert {"torch eager fp32 cpu", "onnxruntime cpu"} <= backends
+    assert all(r["resolution"] == "128x64" and r["fps"] > 0 for r in result["results"])
