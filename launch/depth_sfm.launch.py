@@ -2,7 +2,8 @@
 
     ros2 launch depth_sfm_ros depth_sfm.launch.py image:=/camera/image_raw camera_info:=/camera/camera_info
 
-Arguments: image, camera_info (input topics), model (exported model dir, "" = bundled default),
+Arguments: image, camera_info (input topics), external_odometry (speed source for scale_mode
+external), model (exported model dir, "" = bundled default),
 backend, params_file (default: share/depth_sfm_ros/config/depth_sfm.yaml), namespace,
 use_sim_time (true when replaying a bag with --clock), rviz (open config/depth_sfm.rviz; with a
 namespace, a copy of it whose topics are in that namespace),
@@ -52,7 +53,8 @@ def _node(context, *args, **kwargs):
         remappings=[("image", LaunchConfiguration("image")),
                     # image_transport: compressed subscribes image/compressed: follow the image remap
                     ("image/compressed", [LaunchConfiguration("image"), "/compressed"]),
-                    ("camera_info", LaunchConfiguration("camera_info"))],
+                    ("camera_info", LaunchConfiguration("camera_info")),
+                    ("external_odometry", LaunchConfiguration("external_odometry"))],
         additional_env=env,
     )]
 
@@ -87,6 +89,9 @@ def generate_launch_description() -> LaunchDescription:
                                           "image_transport is compressed)"),
         DeclareLaunchArgument("camera_info", default_value="/camera/camera_info",
                               description="input sensor_msgs/CameraInfo topic"),
+        DeclareLaunchArgument("external_odometry", default_value="/odom",
+                              description="nav_msgs/Odometry whose speed gives the metric scale when the node's "
+                                          "scale_mode is external (e.g. wheel odometry)"),
         DeclareLaunchArgument("model", default_value="",
                               description="exported model directory ('' = the params file's, else the bundled default)"),
         DeclareLaunchArgument("backend", default_value="",

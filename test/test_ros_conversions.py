@@ -354,3 +354,30 @@ def test_math_sanity_of_default_camera_to_base():
     np.testing.assert_allclose(R @ [1, 0, 0], [0, -1, 0], atol=1e-12)  # optical x (right) -> -y
     np.testing.assert_allclose(R @ [0, 1, 0], [0, 0, -1], atol=1e-12)  # optical y (down) -> -z
     assert math.isclose(float(np.linalg.det(R)), 1.0)
+
+
+def test_speed_cache_matches_by_stamp_and_refuses_bad_speeds():
+    from depth_sfm_ros.ros.sync import SpeedCache
+
+    cache = SpeedCache(capacity=3)
+    assert cache.speed_at(0, 1.0) is None
+    for i, speed in enumerate([1.0, 2.0, 3.0, 4.0]):  # the oldest falls out
+        cache.add(i * 100_000_000, speed)
+    assert cache.speed_at(290_000_000, 0.02) == 4.0
+    assert cache.speed_at(120_000_000, 0.05) == 2.0
+    assert cache.speed_at(0, 0.05) is None  # 1.0 was evicted; 2.0 is 0.1 s away
+    assert cache.speed_at(1_000_000_000, 0.05) is None
+    for bad in (float("nan"), float("inf"), -0.1):
+        with pytest.raises(ValueError, match="finite and >= 0"):
+            cache.add(400_000_000, bad)
+    assert cache.speed_at(400_000_000, 0.0) is None  # nothing stored
+    cache.clear()
+    assert cache.speed_at(300_000_000, 1.0) is None
+    # an image whose odometry comes just after it: waited for, up to wait_s
+    threading.Timer(0.05, cache.add, (500_000_000, 5.0)).start()
+    t0 = time.monotonic()
+    assert cache.speed_at(500_000_000, 0.01, wait_s=2.0) == 5.0
+    assert time.monotonic() - t0 < 1.0
+    # a newer odometry already arrived (none at the image stamp): no wait
+    t0 = time.monotonic()
+    assert cache.speed_at(450_000_000, 0.01, wait_s=2.0) is None and time.monotonic() - t0 < 0.5

@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 LAUNCH_FILE = REPO / "launch" / "depth_sfm.launch.py"
 RVIZ_FILE = REPO / "config" / "depth_sfm.rviz"
 LAUNCH_ARGUMENTS = {"image", "camera_info", "model", "backend", "params_file", "namespace", "use_sim_time", "rviz",
-                    "dds_profile"}
+                    "dds_profile", "external_odometry"}
 # rviz display class -> the message type it shows
 RVIZ_CLASSES = {"rviz_default_plugins/Image": "sensor_msgs/msg/Image",
                 "rviz_default_plugins/Odometry": "nav_msgs/msg/Odometry",
@@ -94,7 +94,8 @@ def test_launch_file_names_existing_executables_files_and_topics():
     # remappings are exactly the node's relative input topics
     remappings = _keyword(node, "remappings")
     remapped = {ast.literal_eval(pair.elts[0]) for pair in remappings.elts}
-    assert remapped == {topics.IMAGE_TOPIC, topics.IMAGE_TOPIC + topics.COMPRESSED_SUFFIX, topics.CAMERA_INFO_TOPIC}
+    assert remapped == {topics.IMAGE_TOPIC, topics.IMAGE_TOPIC + topics.COMPRESSED_SUFFIX, topics.CAMERA_INFO_TOPIC,
+                        topics.EXTERNAL_ODOMETRY_TOPIC}
     # the files it opens exist and are installed by setup.py's data_files globs
     for key in ("PARAMS_FILE", "RVIZ_FILE", "DDS_PROFILE_FILE"):
         path = REPO / constants[key]

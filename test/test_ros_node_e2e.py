@@ -288,3 +288,34 @@ def test_outputs_without_subscribers_are_skipped(tmp_path):
     assert not rec.meta["colored"] and not rec.meta["mask"] and not rec.meta["points"]
     values = rec.last_diagnostics()["values"]
     assert values["outputs_last_frame"] == "~/depth,~/odometry"
+
+
+def test_external_odometry_speed_gives_the_metric_scale(tmp_path):
+    """scale_mode external: the player publishes the camera's true speed as wheel odometry on
+    /wheel/odom (remapped to the node's external_odometry, as the launch argument does); the node's
+    trajectory then has the true path length (no Sim(3) scale needed)."""
+    num_frames = 12
+    env = common.ros_env(common.unique_domain_id(25))
+    node = common.start_node(common.test_model_dir(), env, tmp_path / "node.log", "-p", "scale_mode:=external",
+                             "-r", "external_odometry:=/wheel/odom", "-p", "diagnostics_period_s:=0.2")
+    try:
+        _, rec, gt = common.play_and_record(tmp_path, env, f"good:{num_frames}",
+                                            player_args=("--odom-topic", "/wheel/odom"),
+                                            recorder_args=("--outputs", "depth,odometry"))
+    finally:
+        assert node.stop() == 0, node.log()[-2000:]
+    assert "metric scale from the speed on '/wheel/odom'" in node.log()
+    values = rec.last_diagnostics()["values"]
+    assert values["bad_input.no_external_speed"] == "0" and values["bad_input.bad_external_odometry"] == "0"
+    assert values["scale_valid"] == "true"
+    odom = rec.meta["odometry"]
+    assert len(odom) == num_frames
+    est_m = np.array([e["position"] for e in odom])  # base_link = camera origin (T_base_cam has no translation)
+    gt_index = {int(s): i for i, s in enumerate(gt["stamps_ns"])}
+    gt_m = gt["T_world_cam"][[gt_index[e["stamp_ns"]] for e in odom], :3, 3]
+    est_path_m = np.linalg.norm(np.diff(est_m, axis=0), axis=1).sum()
+    gt_path_m = np.linalg.norm(np.diff(gt_m, axis=0), axis=1).sum()
+    print(f"\nexternal scale: path {est_path_m:.2f} m, true {gt_path_m:.2f} m")
+    assert gt_path_m > 1.0
+    if common.test_model_dir() == common.DEFAULT_MODEL:
+        assert 0.8 < est_path_m / gt_path_m < 1.25

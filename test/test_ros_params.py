@@ -44,7 +44,7 @@ def test_every_parameter_is_described_with_a_range_or_choices():
 
 @pytest.mark.parametrize("name,value,fragment", [
     ("backend", "tensorflow", "one of"),
-    ("scale_mode", "external", "one of"),
+    ("scale_mode", "metric", "one of"),
     ("image_transport", "theora", "one of"),
     ("camera_height_m", -1.0, "outside"),
     ("camera_height_m", math.nan, "finite"),

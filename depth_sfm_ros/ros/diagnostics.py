@@ -26,6 +26,8 @@ BAD_INPUT_KINDS = (
     "bad_camera_info",       # CameraInfo with an unusable K or size
     "missing_frame_id",      # empty header.frame_id and no camera_frame parameter: frame skipped
     "pipeline_error",        # the Pipeline raised on a frame
+    "bad_external_odometry",  # scale_mode external: an Odometry whose speed is NaN / infinite: ignored
+    "no_external_speed",     # scale_mode external: no Odometry within the tolerance of a frame: scale kept
 )
 
 

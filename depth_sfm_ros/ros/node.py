@@ -37,7 +37,8 @@ from depth_sfm_ros.ros import conversions, outputs, params as node_params, topic
 from depth_sfm_ros.ros.diagnostics import LogThrottle, NodeStats
 from depth_sfm_ros.ros.pipeline_factory import create_pipeline, supported_encodings
 from depth_sfm_ros.runtime.visualize import colorize_depth
-from depth_sfm_ros.ros.sync import CameraInfoCache, InputFrame, LatestSlot, StreamMonitor, intrinsics_for_image
+from depth_sfm_ros.ros.sync import (CameraInfoCache, InputFrame, LatestSlot, SpeedCache, StreamMonitor,
+                                    intrinsics_for_image)
 
 _PARAM_TYPES = {"bool": ParameterType.PARAMETER_BOOL, "int": ParameterType.PARAMETER_INTEGER,
                 "float": ParameterType.PARAMETER_DOUBLE, "str": ParameterType.PARAMETER_STRING,
@@ -142,6 +143,12 @@ class DepthSfmNode(Node):
             self.create_subscription(Image, topics.IMAGE_TOPIC, lambda msg: self._on_image(msg, compressed=False),
                                      in_qos)
         self.create_subscription(CameraInfo, topics.CAMERA_INFO_TOPIC, self._on_camera_info, in_qos)
+        self._speeds: SpeedCache | None = None
+        if p.scale_mode == "external":  # best effort matches both reliable and best-effort publishers
+            self._speeds = SpeedCache()
+            self.create_subscription(Odometry, topics.EXTERNAL_ODOMETRY_TOPIC, self._on_external_odometry, in_qos)
+            self.get_logger().info(f"metric scale from the speed on "
+                                   f"'{self.resolve_topic_name(topics.EXTERNAL_ODOMETRY_TOPIC)}'")
         self.create_timer(p.diagnostics_period_s, self._publish_diagnostics)
 
         self._worker = threading.Thread(target=self._worker_loop, name="depth_sfm_worker", daemon=True)
@@ -211,6 +218,15 @@ class DepthSfmNode(Node):
             return
         self._infos.add(conversions.stamp_to_nanoseconds(msg.header.stamp), intrinsics)
 
+    def _on_external_odometry(self, msg: Odometry) -> None:
+        # speed of the odometry's child frame; the camera's differs by angular velocity x lever arm (ignored)
+        v = msg.twist.twist.linear
+        speed_mps = float(np.linalg.norm([v.x, v.y, v.z]))
+        try:
+            self._speeds.add(conversions.stamp_to_nanoseconds(msg.header.stamp), speed_mps)
+        except ValueError as exc:
+            self._bad_input("bad_external_odometry", f"ignoring external odometry: {exc}")
+
     # --- worker thread ------------------------------------------------------------------------
     def _worker_loop(self) -> None:
         while not self._slot.closed:
@@ -261,6 +277,19 @@ class DepthSfmNode(Node):
                                                     f"the image stamp (nearest {match.offset_s:.3f} s): using the newest")
         return intrinsics_for_image(match.intrinsics, width, height)
 
+    def _external_speed(self, stamp_ns: int) -> float | None:
+        """scale_mode external: the external odometry's speed at the image stamp (None: not external, or
+        none within the tolerance; then the Pipeline keeps the previous scale)."""
+        if self._speeds is None:
+            return None
+        p = self.params
+        speed = self._speeds.speed_at(stamp_ns, p.external_odometry_tolerance_s, p.external_odometry_wait_s)
+        if speed is None:
+            self._bad_input("no_external_speed", f"no odometry on "
+                            f"'{self.resolve_topic_name(topics.EXTERNAL_ODOMETRY_TOPIC)}' within "
+                            f"{p.external_odometry_tolerance_s} s of the image: keeping the scale")
+        return speed
+
     def _process(self, frame: InputFrame) -> None:
         p = self.params
         t_start = time.monotonic()
@@ -280,7 +309,8 @@ class DepthSfmNode(Node):
         t_decoded = time.monotonic()
         intrinsics = self._intrinsics(frame.stamp_ns, width, height)
         t_synced = time.monotonic()
-        result = self._pipeline.process(image, encoding, frame.stamp_ns * 1e-9, intrinsics)
+        result = self._pipeline.process(image, encoding, frame.stamp_ns * 1e-9, intrinsics,
+                                        external_speed_mps=self._external_speed(frame.stamp_ns))
         t_processed = time.monotonic()
         if result.reset:
             self._last_odom = None

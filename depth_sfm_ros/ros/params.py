@@ -59,11 +59,15 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("threads", 0, "CPU threads for the backend (0 = backend default)", 0, 256),
     ParamSpec("engine_cache_dir", "", "TensorRT engine cache directory; empty = $XDG_CACHE_HOME/depth_sfm/engines"),
     ParamSpec("scale_mode", "camera_height", "metric scale recovery: camera_height (ground plane), fixed "
-              "(fixed_scale), none (network units); 'external' needs a speed source this node does not have",
-              choices=tuple(m for m in SCALE_MODES if m != "external")),
+              "(fixed_scale), external (speed from nav_msgs/Odometry on 'external_odometry', e.g. wheel odometry), "
+              "none (network units)", choices=SCALE_MODES),
     ParamSpec("camera_height_m", 1.65, "camera height above the ground plane, metres (scale_mode camera_height)",
               0.05, 20.0),
     ParamSpec("fixed_scale", 1.0, "metres per network depth unit (scale_mode fixed)", 1e-6, 1e6),
+    ParamSpec("external_odometry_tolerance_s", 0.05, "largest |image stamp - external odometry stamp| whose speed "
+              "is used (scale_mode external); a frame without one keeps the previous scale, s", 0.0, 10.0),
+    ParamSpec("external_odometry_wait_s", 0.05, "how long the worker waits for the external odometry of an image "
+              "that arrived first (scale_mode external), s", 0.0, 1.0),
     ParamSpec("image_transport", "raw", "raw: subscribe 'image'; compressed: subscribe 'image/compressed' "
               "(decoded with OpenCV)", choices=IMAGE_TRANSPORTS),
     ParamSpec("camera_info_sync_tolerance_s", 0.005, "largest |image stamp - CameraInfo stamp| accepted as a pair, s",
@@ -127,6 +131,8 @@ class NodeParams:
     scale_mode: str
     camera_height_m: float
     fixed_scale: float
+    external_odometry_tolerance_s: float
+    external_odometry_wait_s: float
     image_transport: str
     camera_info_sync_tolerance_s: float
     camera_info_wait_s: float
@@ -251,7 +257,9 @@ def validate(values: dict[str, Any], check_model_files: bool = True) -> NodePara
     return NodeParams(
         model_dir=model_dir, backend=v["backend"], device=v["device"], fp16=v["fp16"], threads=v["threads"],
         engine_cache_dir=v["engine_cache_dir"], scale_mode=v["scale_mode"],
-        camera_height_m=v["camera_height_m"], fixed_scale=v["fixed_scale"], image_transport=v["image_transport"],
+        camera_height_m=v["camera_height_m"], fixed_scale=v["fixed_scale"],
+        external_odometry_tolerance_s=v["external_odometry_tolerance_s"],
+        external_odometry_wait_s=v["external_odometry_wait_s"], image_transport=v["image_transport"],
         camera_info_sync_tolerance_s=v["camera_info_sync_tolerance_s"],
         camera_info_wait_s=v["camera_info_wait_s"], fallback_fx=v["fx"], fallback_fy=v["fy"],
         fallback_cx=v["cx"], fallback_cy=v["cy"], odom_frame=odom_frame, base_frame=base_frame,

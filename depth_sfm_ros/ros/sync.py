@@ -4,6 +4,8 @@
   overwritten before the worker took it is dropped (counted), so nothing queues.
 - :class:`CameraInfoCache`: recent CameraInfo intrinsics by stamp, matched to an image stamp
   within a tolerance.
+- :class:`SpeedCache`: recent speeds of an external odometry source (wheel odometry), matched to
+  an image stamp within a tolerance (``scale_mode: external``).
 - :class:`StreamMonitor`: notices size changes and stamps going backwards between frames.
 
 Stamps are integer nanoseconds (exact copies of ``builtin_interfaces/Time``).
@@ -133,6 +135,54 @@ class CameraInfoCache:
             return InfoMatch(best, "synced", offset_s)
         newest_stamp, newest = max(self._items, key=lambda item: item[0])
         return InfoMatch(newest, "unsynced", abs(newest_stamp - stamp_ns) * 1e-9)
+
+
+class SpeedCache:
+    """The last ``capacity`` speeds (m/s) of an external odometry source by stamp (thread-safe).
+
+    >>> cache = SpeedCache()
+    >>> cache.add(1_000_000_000, 2.0); cache.add(1_100_000_000, 2.5)
+    >>> cache.speed_at(1_090_000_000, tolerance_s=0.05)
+    2.5
+    >>> cache.speed_at(2_000_000_000, tolerance_s=0.05) is None
+    True
+    """
+
+    def __init__(self, capacity: int = 200) -> None:
+        if capacity < 1:
+            raise ValueError(f"capacity must be >= 1, got {capacity}")
+        self._lock = threading.Condition()
+        self._items: collections.deque[tuple[int, float]] = collections.deque(maxlen=capacity)
+
+    def add(self, stamp_ns: int, speed_mps: float) -> None:
+        """Store a speed; raises ValueError for a NaN, infinite or negative one (nothing is stored)."""
+        speed_mps = float(speed_mps)
+        if not (speed_mps >= 0.0 and speed_mps != float("inf")):
+            raise ValueError(f"speed must be finite and >= 0 m/s, got {speed_mps!r}")
+        with self._lock:
+            self._items.append((int(stamp_ns), speed_mps))
+            self._lock.notify_all()
+
+    def speed_at(self, stamp_ns: int, tolerance_s: float, wait_s: float = 0.0) -> float | None:
+        """The speed whose stamp is nearest to ``stamp_ns`` if within ``tolerance_s``, else None. When none
+        is, and none newer than the image has arrived yet (odometry and image travel on separate topics),
+        it waits up to ``wait_s`` for one."""
+        with self._lock:
+            if wait_s > 0 and self._nearest(stamp_ns, tolerance_s) is None:
+                self._lock.wait_for(lambda: self._nearest(stamp_ns, tolerance_s) is not None
+                                    or (bool(self._items) and self._items[-1][0] > stamp_ns), timeout=wait_s)
+            return self._nearest(stamp_ns, tolerance_s)
+
+    def _nearest(self, stamp_ns: int, tolerance_s: float) -> float | None:
+        """:meth:`speed_at` without waiting; call with the lock held."""
+        if not self._items:
+            return None
+        best_stamp, speed = min(self._items, key=lambda item: abs(item[0] - stamp_ns))
+        return speed if abs(best_stamp - stamp_ns) * 1e-9 <= tolerance_s else None
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
 
 
 def intrinsics_for_image(info: Intrinsics, width: int, height: int) -> Intrinsics:

@@ -10,6 +10,8 @@ NODE_NAME = "depth_sfm_node"
 IMAGE_TOPIC = "image"
 COMPRESSED_SUFFIX = "/compressed"  # image_transport "compressed": <image topic>/compressed
 CAMERA_INFO_TOPIC = "camera_info"
+# scale_mode external: another odometry source (wheel odometry) whose twist gives the speed
+EXTERNAL_ODOMETRY_TOPIC = "external_odometry"
 
 # output topic -> message type
 OUTPUT_TOPICS: dict[str, str] = {

@@ -19,6 +19,8 @@ Plan steps (``name`` or ``name:count``), each one message ``1/rate`` seconds apa
   bad_compressed  garbage bytes on image/compressed
 Writes the published steps (kind, stamp, size) as JSON to --log and the ground truth of the
 synthetic frames to --gt (npz). Waits for a subscriber on the image topic first.
+With ``--odom-topic`` it also publishes, before each frame, a nav_msgs/Odometry stamped like the frame
+whose twist is the camera's true speed (as wheel odometry would give it; the first frame's is the second's).
 """
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ import time
 import cv2
 import numpy as np
 import rclpy
+from nav_msgs.msg import Odometry
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
@@ -49,6 +52,16 @@ def parse_plan(text: str) -> list[str]:
     return steps
 
 
+def _speed_odometry(seq, i: int, header: Header) -> Odometry:
+    """Odometry at frame ``i``'s stamp whose twist.linear.x is the camera's true speed, m/s."""
+    j = max(i, 1)
+    a, b = seq[j - 1], seq[j]
+    speed = float(np.linalg.norm(b.T_world_cam.t - a.T_world_cam.t)) / (b.stamp_s - a.stamp_s)
+    msg = Odometry(header=Header(stamp=header.stamp, frame_id="odom"), child_frame_id="base_link")
+    msg.twist.twist.linear.x = speed
+    return msg
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--plan", required=True)
@@ -62,6 +75,7 @@ def main() -> int:
     parser.add_argument("--image-topic", default="/camera/image_raw")
     parser.add_argument("--info-topic", default="/camera/camera_info")
     parser.add_argument("--wait-s", type=float, default=30.0)
+    parser.add_argument("--odom-topic", default="", help="also publish the true speed as nav_msgs/Odometry here")
     args = parser.parse_args()
 
     plan = parse_plan(args.plan)
@@ -73,6 +87,7 @@ def main() -> int:
     pub_image = node.create_publisher(Image, args.image_topic, qos_profile_sensor_data)
     pub_compressed = node.create_publisher(CompressedImage, args.image_topic + "/compressed", qos_profile_sensor_data)
     pub_info = node.create_publisher(CameraInfo, args.info_topic, qos_profile_sensor_data)
+    pub_odom = node.create_publisher(Odometry, args.odom_topic, 10) if args.odom_topic else None
     wants_compressed = "compressed" in plan or "bad_compressed" in plan
     deadline = time.monotonic() + args.wait_s
     while (pub_compressed if wants_compressed else pub_image).get_subscription_count() == 0:
@@ -123,6 +138,8 @@ def main() -> int:
                 pub_info.publish(bad)
             elif step != "good_noinfo":
                 pub_info.publish(conversions.intrinsics_to_camera_info(K, header))
+            if pub_odom is not None:
+                pub_odom.publish(_speed_odometry(seq, frame_i, header))
             if step == "bgr8":
                 msg = conversions.numpy_to_image_msg(np.ascontiguousarray(image[:, :, ::-1]), "bgr8", header)
             elif step == "mono8":
