@@ -23,3 +23,14 @@ def test_bench_inference_default_model_source_runs_and_prints_its_json_line():
     backends = {r["backend"] for r in result["results"]}
     assert {"torch eager fp32 cpu", "onnxruntime cpu"} <= backends
     assert all(r["resolution"] == "128x64" and r["fps"] > 0 for r in result["results"])
+
+
+@pytest.mark.ros
+def test_bench_dds_roundtrip_runs_and_every_image_is_answered():
+    pytest.importorskip("rclpy")
+    out = subprocess.run([sys.executable, str(REPO / "bench" / "bench_dds_roundtrip.py"), "--count", "5",
+                          "--sizes", "64x32", "320x240"], capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1].removeprefix("RESULT "))
+    assert [r["size"] for r in result["rows"]] == ["64x32", "320x240"]
+    assert all(r["answered"] == r["sent"] == 5 and r["p50_ms"] > 0 for r in result["rows"])
