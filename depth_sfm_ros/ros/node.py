@@ -5,11 +5,12 @@ fields and put it into a one-frame mailbox (a frame overwritten there is counted
 one worker thread takes the newest frame, runs the Pipeline and publishes. Nothing queues
 without bound and inference never blocks the executor.
 
-Topics (see :mod:`depth_sfm_ros.ros.topics`): subscribes ``image`` (or ``<remapped image>/compressed``) and
-``camera_info``; publishes ``~/depth`` (32FC1 metres, NaN unknown, REP 118), ``~/depth/camera_info``,
-``~/depth/colored`` (bgr8, unknown black), ``~/dynamic_mask`` (mono8, 255 moving; none for the first
-frame after a (re)start, which has no previous frame), ``~/odometry``,
-optional ``~/points`` and TF, and ``/diagnostics``. Every output header carries the input stamp.
+Topics (see :mod:`depth_sfm_ros.ros.topics`): subscribes ``image`` (or ``<remapped image>/compressed``),
+``camera_info`` and, with ``scale_mode: external``, ``external_odometry``; publishes ``~/depth`` (32FC1
+metres, NaN unknown, REP 118), ``~/depth/camera_info``, ``~/depth/colored`` (bgr8, unknown black),
+``~/dynamic_mask`` (mono8, 255 moving; none for the first frame after a (re)start, which has no previous
+frame), ``~/odometry``, optional ``~/points`` and TF, and ``/diagnostics``. Every output header carries the
+input stamp; an image output nobody subscribes to is not built or sent.
 """
 from __future__ import annotations
 
@@ -308,9 +309,10 @@ class DepthSfmNode(Node):
             self.stats.count_bad(event)  # the Pipeline resets odometry and logs the one line about it
         t_decoded = time.monotonic()
         intrinsics = self._intrinsics(frame.stamp_ns, width, height)
-        t_synced = time.monotonic()
+        speed_mps = self._external_speed(frame.stamp_ns)
+        t_synced = time.monotonic()  # node_camera_info_wait: the CameraInfo and external-odometry look-ups
         result = self._pipeline.process(image, encoding, frame.stamp_ns * 1e-9, intrinsics,
-                                        external_speed_mps=self._external_speed(frame.stamp_ns))
+                                        external_speed_mps=speed_mps)
         t_processed = time.monotonic()
         if result.reset:
             self._last_odom = None
