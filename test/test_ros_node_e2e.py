@@ -302,6 +302,8 @@ def test_external_odometry_speed_gives_the_metric_scale(tmp_path):
         _, rec, gt = common.play_and_record(tmp_path, env, f"good:{num_frames}",
                                             player_args=("--odom-topic", "/wheel/odom"),
                                             recorder_args=("--outputs", "depth,odometry"))
+        _publish_odometry_with_nan_speed(int(env["ROS_DOMAIN_ID"]), "/wheel/odom")
+        assert node.wait_for_line("ignoring external odometry", 10.0), node.log()[-2000:]
     finally:
         assert node.stop() == 0, node.log()[-2000:]
     assert "metric scale from the speed on '/wheel/odom'" in node.log()
@@ -319,3 +321,27 @@ def test_external_odometry_speed_gives_the_metric_scale(tmp_path):
     assert gt_path_m > 1.0
     if common.test_model_dir() == common.DEFAULT_MODEL:
         assert 0.8 < est_path_m / gt_path_m < 1.25
+
+
+def _publish_odometry_with_nan_speed(domain_id: int, topic: str) -> None:
+    """A bad external odometry (NaN twist) from this process, once the node's subscription matched."""
+    import time
+
+    from nav_msgs.msg import Odometry
+
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=domain_id)
+    try:
+        probe = rclpy.create_node("bad_odometry", context=context)
+        pub = probe.create_publisher(Odometry, topic, 10)
+        deadline = time.monotonic() + 10.0
+        while pub.get_subscription_count() == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        msg = Odometry()
+        msg.twist.twist.linear.x = float("nan")
+        for _ in range(3):
+            pub.publish(msg)
+            time.sleep(0.1)
+        probe.destroy_node()
+    finally:
+        rclpy.try_shutdown(context=context)
