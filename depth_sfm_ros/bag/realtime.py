@@ -302,8 +302,9 @@ def evaluate_bag_realtime(bag: str | Path, out_dir: str | Path, *, image_topic: 
     if alignment not in ALIGNMENTS:
         raise ValueError(f"alignment must be one of {ALIGNMENTS}, got {alignment!r}")
     if scale_mode == "external" or getattr(pipeline_config, "scale_mode", None) == "external":
-        raise ValueError("scale_mode 'external' needs a speed input that depth_sfm_node does not have; "
-                         "use it offline (without --realtime)")
+        raise ValueError("scale_mode 'external' with --realtime: the replay plays the images and CameraInfo "
+                         "only, no odometry for the node's external_odometry input; use it offline (without "
+                         "--realtime), where the speed comes from the ground-truth poses")
     out_dir = Path(out_dir)
     reader, kitti, notes, expected = open_frames(bag, image_topic, camera_info_topic, gt_depth_topic, gt_odom_topic,
                                                  gt_mask_topic, gt_tf_frames, gt_kitti, start_s, duration_s, 1,
