@@ -268,3 +268,38 @@ def test_the_default_configuration_is_the_nodes(model_dir: Path):
     assert node_pipeline_config(model_dir, scale_mode="external").scale_mode == "external"
     with pytest.raises(ValueError, match="scale_mode"):
         node_pipeline_config(model_dir, scale_mode="sideways")
+
+
+def test_external_scale_from_a_speed_topic_matches_the_ground_truth_speed(tmp_path: Path, model_dir: Path,
+                                                                           synth_bag: Path):
+    """--scale-mode external --speed-topic: the speed comes from an Odometry's twist (here the synthetic bag's
+    /gt/odom, whose twist is the camera's true velocity), as the node's external_odometry input; without a
+    speed topic it comes from the ground-truth poses. Both give the same scale; a missing topic is an error."""
+    from dataclasses import replace
+
+    from depth_sfm_ros.bag.eval_bag import node_pipeline_config
+    from depth_sfm_ros.bag.reader import BagTopicError
+
+    cfg_external = replace(node_pipeline_config(model_dir, "onnxruntime", "cpu", "external"), min_depth_m=0.01)
+    from_topic = evaluate_bag(synth_bag, tmp_path / "topic", pipeline_config=cfg_external, speed_topic="/gt/odom",
+                              report=False)
+    from_gt = evaluate_bag(synth_bag, tmp_path / "gt", pipeline_config=cfg_external, report=False)
+    assert "external scale: speed from /gt/odom" in from_topic["notes"]
+    assert "external scale: speed from the ground-truth poses" in from_gt["notes"]
+    assert from_topic["scale"]["mode"] == "external"
+    assert from_topic["scale"]["pipeline_scale_median"] != pytest.approx(1.0)  # the speeds set the scale
+    ratio_topic, ratio_gt = from_topic["scale"]["median_ratio_to_gt"], from_gt["scale"]["median_ratio_to_gt"]
+    assert ratio_topic is not None and ratio_topic == pytest.approx(ratio_gt, rel=0.02)
+    with pytest.raises(BagTopicError, match="/wheel/odom"):
+        evaluate_bag(synth_bag, tmp_path / "missing", pipeline_config=cfg_external, speed_topic="/wheel/odom")
+
+
+def test_reader_pairs_the_speed_topic_by_stamp(synth_bag: Path, seq):
+    reader = BagFrameReader(synth_bag, topic_selection("/camera/image_raw", speed="/gt/odom"))
+    frames = list(reader)
+    assert len(frames) == len(seq)
+    true_speed = [float(np.linalg.norm(b.T_world_cam.t - a.T_world_cam.t) / (b.stamp_s - a.stamp_s))
+                  for a, b in zip(seq.frames[:-1], seq.frames[1:])]
+    speeds = [f.speed_mps for f in frames]
+    assert all(s is not None and s >= 0 for s in speeds)
+    np.testing.assert_allclose(speeds[1:], true_speed, rtol=0.05)

@@ -28,7 +28,7 @@ import numpy as np
 from depth_sfm_ros.geometry import Intrinsics, Pose
 
 from .kitti_gt import KittiGroundTruth
-from .reader import BagFrameReader, Frame, topic_selection
+from .reader import BagFrameReader, BagTopicError, Frame, describe_topics, topic_selection
 from .report import ReportData, write_report
 from .scoring import FrameScorer
 
@@ -123,16 +123,21 @@ def finish(out_dir: Path, metrics: dict, data: ReportData, report: bool) -> dict
 def open_frames(bag: str | Path, image_topic: str, camera_info_topic: str | None, gt_depth_topic: str | None,
                 gt_odom_topic: str | None, gt_mask_topic: str | None, gt_tf_frames: Sequence[str] | None,
                 gt_kitti: str | Path | None, start_s: float, duration_s: float | None, every: int,
-                max_stamp_diff_s: float) -> tuple[BagFrameReader, KittiGroundTruth | None, list[str], dict]:
+                max_stamp_diff_s: float, speed_topic: str | None = None
+                ) -> tuple[BagFrameReader, KittiGroundTruth | None, list[str], dict]:
     """The frame reader, the KITTI ground truth (or None), the notes about missing streams, and
-    which ground-truth streams were asked for."""
+    which ground-truth streams were asked for. A ``speed_topic`` the bag lacks is an error (BagTopicError)."""
     kitti = KittiGroundTruth(gt_kitti) if gt_kitti else None
     topics = topic_selection(image_topic, camera_info_topic,
                              None if kitti and "depth" in kitti.streams else gt_depth_topic,
                              None if kitti and "mask" in kitti.streams else gt_mask_topic,
-                             None if kitti and "pose" in kitti.streams else gt_odom_topic, gt_tf_frames)
+                             None if kitti and "pose" in kitti.streams else gt_odom_topic, gt_tf_frames,
+                             speed=speed_topic)
     reader = BagFrameReader(bag, topics, start_s=start_s, duration_s=duration_s, every=every,
                             max_stamp_diff_s=max_stamp_diff_s)
+    if "speed" in reader.missing:
+        raise BagTopicError(f"{bag}: speed topic {speed_topic!r} is not in the bag. It has:\n"
+                            f"{describe_topics(reader.available)}")
     notes = [f"the bag has no {stream} topic {topic!r}: " + {
         "camera_info": "intrinsics from --intrinsics or the model card",
         "gt_depth": "no depth metrics", "gt_mask": "no mask metrics and no static/dynamic depth regions",
@@ -182,7 +187,7 @@ def evaluate_bag(bag: str | Path, out_dir: str | Path, *, image_topic: str = DEF
                  intrinsics: Sequence[float] | None = None, start_s: float = 0.0, duration_s: float | None = None,
                  every: int = 1, write_bag: bool = False, report: bool = True, progress: bool = False,
                  min_depth_m: float = 1e-3, max_depth_m: float = 80.0, alignment: str = "auto",
-                 max_stamp_diff_s: float = 0.02, strip_frames: int = 4,
+                 max_stamp_diff_s: float = 0.02, strip_frames: int = 4, speed_topic: str | None = None,
                  on_frame: Callable[[Frame, Any], None] | None = None) -> dict:
     """Run the Pipeline over a bag and score it; writes metrics.json (+ report, + output bag) into ``out_dir``.
 
@@ -200,6 +205,8 @@ def evaluate_bag(bag: str | Path, out_dir: str | Path, *, image_topic: str = DEF
         start_s / duration_s / every: which images (offsets from the first image stamp; every N-th).
         min_depth_m / max_depth_m: the ground-truth range scored.
         alignment: trajectory alignment; "auto" = sim3 for scale_mode none, else se3.
+        speed_topic: nav_msgs/Odometry whose twist gives the speed for scale_mode external, as the node's
+            ``external_odometry`` input (e.g. wheel odometry); None = the speed of the ground-truth poses.
         on_frame: called with (frame, result) for every processed frame.
     Returns:
         the metrics dict (NaN as None), also in ``out_dir/metrics.json``.
@@ -213,7 +220,7 @@ def evaluate_bag(bag: str | Path, out_dir: str | Path, *, image_topic: str = DEF
     out_dir = Path(out_dir)
     reader, kitti, notes, expected = open_frames(bag, image_topic, camera_info_topic, gt_depth_topic, gt_odom_topic,
                                                  gt_mask_topic, gt_tf_frames, gt_kitti, start_s, duration_s, every,
-                                                 max_stamp_diff_s)
+                                                 max_stamp_diff_s, speed_topic)
     owns_pipeline = pipeline is None
     model_path = None
     if pipeline is None:
@@ -223,6 +230,9 @@ def evaluate_bag(bag: str | Path, out_dir: str | Path, *, image_topic: str = DEF
             pipeline_config = node_pipeline_config(model_path, backend, device, scale_mode)
         pipeline = Pipeline(pipeline_config)
     scale_mode = pipeline.config.scale_mode
+    if scale_mode == "external":
+        notes.append(f"external scale: speed from {speed_topic}" if speed_topic else
+                     "external scale: speed from the ground-truth poses")
     if alignment == "auto":
         alignment = "sim3" if scale_mode == "none" else "se3"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -249,7 +259,8 @@ def evaluate_bag(bag: str | Path, out_dir: str | Path, *, image_topic: str = DEF
             K = frame.intrinsics if intrinsics is None else Intrinsics(*map(float, intrinsics), width=w, height=h)
             speed = None
             if scale_mode == "external":
-                speed = _gt_speed_mps(prev_gt, frame.stamp_s, frame.gt_T_world_cam)
+                speed = (frame.speed_mps if speed_topic else
+                         _gt_speed_mps(prev_gt, frame.stamp_s, frame.gt_T_world_cam))
             t0 = time.perf_counter()
             try:
                 result = pipeline.process(frame.image, frame.encoding, frame.stamp_s, K, external_speed_mps=speed)
@@ -326,7 +337,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from depth_sfm_ros.runtime.scale import SCALE_MODES
     parser.add_argument("--scale-mode", default=None, choices=SCALE_MODES,
                         help="metric scale recovery of the pipeline (default: the node's default; external: "
-                             "speed from the GT poses, offline only)")
+                             "speed from --speed-topic, else from the GT poses; offline only)")
+    parser.add_argument("--speed-topic", default=None,
+                        help="nav_msgs/Odometry (e.g. wheel odometry) whose twist speed gives the metric scale with "
+                             "--scale-mode external, as the node's external_odometry input")
     parser.add_argument("--start", type=float, default=0.0, help="seconds after the first image to start")
     parser.add_argument("--duration", type=float, default=None, help="seconds to evaluate")
     parser.add_argument("--every", type=int, default=1, help="use every N-th image")
@@ -350,7 +364,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.realtime:
             ignored = [flag for flag, used in (("--every", args.every != 1), ("--intrinsics", args.intrinsics),
-                                               ("--write-bag", args.write_bag)) if used]
+                                               ("--write-bag", args.write_bag), ("--speed-topic", args.speed_topic))
+                       if used]
             if ignored:
                 raise ValueError(f"{', '.join(ignored)} cannot be used with --realtime (the node sees every frame and "
                                  f"its CameraInfo; the recorded outputs are written to OUT/realtime_bag)")
@@ -370,7 +385,8 @@ def run(args: argparse.Namespace) -> int:
                 model=args.model, backend=args.backend, device=args.device, scale_mode=args.scale_mode,
                 intrinsics=args.intrinsics, start_s=args.start, duration_s=args.duration, every=args.every,
                 write_bag=args.write_bag, progress=not args.no_progress, min_depth_m=args.min_depth,
-                max_depth_m=args.max_depth, alignment=args.align, max_stamp_diff_s=args.max_stamp_diff)
+                max_depth_m=args.max_depth, alignment=args.align, max_stamp_diff_s=args.max_stamp_diff,
+                speed_topic=args.speed_topic)
     except (BagError, ValueError, OSError, RuntimeError, ImportError) as exc:  # OSError: disk full, permissions
         print(f"depth-sfm eval-bag: {exc}", file=sys.stderr)
         return 2

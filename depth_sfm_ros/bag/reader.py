@@ -8,7 +8,7 @@ records) is read record by record with :mod:`.mcap_salvage` up to the damage.
 
 :class:`BagFrameReader` yields :class:`Frame` objects in the order the images were recorded,
 each paired by *header stamp* (not receive time) with the nearest CameraInfo, ground-truth depth
-image, ground-truth dynamic mask and ground-truth pose. A truncated or corrupt bag ends the
+image, ground-truth dynamic mask, ground-truth pose and the speed of an odometry topic. A truncated or corrupt bag ends the
 iteration early: the frames read so far are yielded and :attr:`BagFrameReader.error` tells
 how far it got.
 
@@ -26,6 +26,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from depth_sfm_ros.geometry import Intrinsics, Pose
+from depth_sfm_ros.ros.conversions import odometry_speed_mps
 
 from . import rosbags_io
 from .mcap_salvage import McapDamage, McapSalvageReader
@@ -78,6 +79,8 @@ class Frame:
         gt_depth_m: (H', W') float32 metres, NaN where unknown; None without a depth topic / match.
         gt_dynamic_mask: (H', W') bool, True = moving object; None without a mask topic / match.
         gt_T_world_cam: ground-truth pose of the camera; None without a pose topic / match.
+        speed_mps: speed of an odometry source (nav_msgs/Odometry twist, e.g. wheel odometry) for the
+            ``external`` scale; None without a speed topic / match.
     """
 
     index: int
@@ -88,6 +91,7 @@ class Frame:
     gt_depth_m: np.ndarray | None = None
     gt_dynamic_mask: np.ndarray | None = None
     gt_T_world_cam: Pose | None = None
+    speed_mps: float | None = None
     frame_id: str = ""
 
     @property
@@ -287,6 +291,10 @@ def decode_poses(msg: Any, msgtype: str, tf_frames: tuple[str, str] | None) -> l
     raise ValueError(f"unsupported ground-truth pose type {msgtype}; expected one of {POSE_TYPES}")
 
 
+# the streams paired with each image by stamp
+STREAMS = ("camera_info", "gt_depth", "gt_mask", "gt_pose", "speed")
+
+
 # --- stamp matching ---------------------------------------------------------------------------
 @dataclass
 class _StampedBuffer:
@@ -330,6 +338,7 @@ class TopicSelection:
     gt_mask: str | None = None
     gt_pose: str | None = None
     gt_tf_frames: tuple[str, str] | None = None  # (parent, child) when gt_pose is a TF topic
+    speed: str | None = None  # nav_msgs/Odometry whose twist gives the speed (scale_mode external)
 
 
 class BagFrameReader:
@@ -390,7 +399,8 @@ class BagFrameReader:
         wanted = {"camera_info": (sel.camera_info, (CAMERA_INFO_TYPE,)),
                   "gt_depth": (sel.gt_depth, ("sensor_msgs/msg/Image",)),
                   "gt_mask": (sel.gt_mask, IMAGE_TYPES),
-                  "gt_pose": (sel.gt_pose, POSE_TYPES)}
+                  "gt_pose": (sel.gt_pose, POSE_TYPES),
+                  "speed": (sel.speed, ("nav_msgs/msg/Odometry",))}
         for stream, (topic, types) in wanted.items():
             if not topic:
                 continue
@@ -417,10 +427,10 @@ class BagFrameReader:
 
     # -- iteration ----------------------------------------------------------------------------
     def __iter__(self) -> Iterator[Frame]:
-        streams = {name: self._topic(name) for name in ("camera_info", "gt_depth", "gt_mask", "gt_pose")}
+        streams = {name: self._topic(name) for name in STREAMS}
         topic_stream = {topic: name for name, topic in streams.items() if topic}
         topic_stream[self.topics.image] = "image"
-        buffers = {name: _StampedBuffer() for name in ("camera_info", "gt_depth", "gt_mask", "gt_pose")}
+        buffers = {name: _StampedBuffer() for name in STREAMS}
         pending: list[tuple[int, int, Any, str]] = []  # (log time, image index, msg, msgtype)
         state = {"image_index": 0, "first_ns": None, "kept": 0, "done": False}
         messages_read = 0
@@ -465,6 +475,8 @@ class BagFrameReader:
                 buffer.add(stamp_ns_of(msg), (msg, msgtype))  # decoded on use: most are never needed twice
             elif name == "gt_mask":
                 buffer.add(stamp_ns_of(msg), (msg, msgtype))
+            elif name == "speed":
+                buffer.add(stamp_ns_of(msg), odometry_speed_mps(msg))
             else:
                 for stamp_ns, pose in decode_poses(msg, msgtype, self.topics.gt_tf_frames):
                     buffer.add(stamp_ns, pose)
@@ -512,8 +524,9 @@ class BagFrameReader:
             except ValueError as exc:
                 self._count_decode_error("gt_mask", exc)
         frame.gt_T_world_cam = buffers["gt_pose"].nearest(stamp_ns, self.tolerance_ns)
+        frame.speed_mps = buffers["speed"].nearest(stamp_ns, self.tolerance_ns)
         horizon = stamp_ns - self.lookahead_ns - self.tolerance_ns
-        for name in ("gt_depth", "gt_mask", "gt_pose"):
+        for name in ("gt_depth", "gt_mask", "gt_pose", "speed"):
             buffers[name].drop_before(horizon)
         buffers["camera_info"].drop_before(horizon, keep_last=True)  # a CameraInfo sent once stays in use
         self.frames_read += 1
@@ -522,7 +535,7 @@ class BagFrameReader:
 
 def topic_selection(image: str, camera_info: str | None = None, gt_depth: str | None = None,
                     gt_mask: str | None = None, gt_pose: str | None = None,
-                    gt_tf_frames: Sequence[str] | None = None) -> TopicSelection:
+                    gt_tf_frames: Sequence[str] | None = None, speed: str | None = None) -> TopicSelection:
     """Build a :class:`TopicSelection`, normalising empty strings to None and checking the TF frames."""
     if not image:
         raise ValueError("an image topic is required")
@@ -532,4 +545,4 @@ def topic_selection(image: str, camera_info: str | None = None, gt_depth: str | 
             raise ValueError(f"TF frames must be (parent, child), got {gt_tf_frames!r}")
         frames = (str(gt_tf_frames[0]), str(gt_tf_frames[1]))
     return TopicSelection(image=image, camera_info=camera_info or None, gt_depth=gt_depth or None,
-                          gt_mask=gt_mask or None, gt_pose=gt_pose or None, gt_tf_frames=frames)
+                          gt_mask=gt_mask or None, gt_pose=gt_pose or None, gt_tf_frames=frames, speed=speed or None)

@@ -10,6 +10,7 @@ Image layout: ``(H, W)`` for one channel, ``(H, W, C)`` otherwise; rows may be p
 from __future__ import annotations
 
 import array
+import math
 from typing import Any
 
 import numpy as np
@@ -231,6 +232,16 @@ def unpack_rgb(rgb_float: np.ndarray) -> np.ndarray:
     """Packed float32 ``rgb`` (N,) -> uint8 (N, 3) RGB."""
     bits = np.asarray(rgb_float, dtype="<f4").view("<u4")
     return np.stack([(bits >> 16) & 0xFF, (bits >> 8) & 0xFF, bits & 0xFF], axis=-1).astype(np.uint8)
+
+
+def odometry_speed_mps(msg: Any) -> float:
+    """Speed (m/s) of a nav_msgs/Odometry's child frame: the norm of ``twist.twist.linear`` (rclpy or
+    rosbags message). Raises ValueError when it is not finite."""
+    v = msg.twist.twist.linear
+    speed = math.sqrt(float(v.x) ** 2 + float(v.y) ** 2 + float(v.z) ** 2)
+    if not math.isfinite(speed):
+        raise ValueError(f"odometry twist speed must be finite, got linear ({v.x}, {v.y}, {v.z})")
+    return speed
 
 
 # --- time ------------------------------------------------------------------------------------

@@ -221,10 +221,8 @@ class DepthSfmNode(Node):
 
     def _on_external_odometry(self, msg: Odometry) -> None:
         # speed of the odometry's child frame; the camera's differs by angular velocity x lever arm (ignored)
-        v = msg.twist.twist.linear
-        speed_mps = float(np.linalg.norm([v.x, v.y, v.z]))
         try:
-            self._speeds.add(conversions.stamp_to_nanoseconds(msg.header.stamp), speed_mps)
+            self._speeds.add(conversions.stamp_to_nanoseconds(msg.header.stamp), conversions.odometry_speed_mps(msg))
         except ValueError as exc:
             self._bad_input("bad_external_odometry", f"ignoring external odometry: {exc}")
 
