@@ -14,7 +14,8 @@ so that a change of load on the machine hits both sides:
 Both processes load the same Fast DDS profile (default: config/fastdds_large_images.xml, what the launch
 file gives the node; ``--dds-profile ''`` = Fast DDS defaults, whose 512 KiB shared-memory segment sends
 larger images over loopback UDP). Prints a table, the node/bare ratios, the node's own stage times (from
-its /diagnostics) and one JSON line (prefix ``RESULT``).
+its /diagnostics), the transport floor (``bench_dds_roundtrip.py`` at the camera size, after the blocks: what
+moving the image costs with no node at all) and one JSON line (prefix ``RESULT``).
 Without --model it uses the bundled default model, or exports an untrained lite model (torch)
 to a temporary directory (speed only: its outputs are meaningless).
 """
@@ -225,6 +226,9 @@ def main() -> int:
                         help="QoS of the camera topics (the node's input_qos)")
     parser.add_argument("--dds-profile", default=str(DDS_PROFILE),
                         help="Fast DDS XML profile for the driver and the node ('' = Fast DDS defaults)")
+    parser.add_argument("--floor-count", type=int, default=200,
+                        help="round trips for the transport floor (bench_dds_roundtrip at the camera size, run after "
+                             "the blocks); 0 = skip it")
     args = parser.parse_args()
     if args.frames < 2 or args.repeats < 1:
         parser.error("--frames must be >= 2 and --repeats >= 1")
@@ -260,6 +264,7 @@ def main() -> int:
         per_block = [summarize([n])["throughput_hz"] / summarize([b])["throughput_hz"]
                      for b, n in zip(bare_blocks, node_blocks)]
 
+    floor = _transport_floor(args) if args.floor_count > 0 else None
     result = {"benchmark": "bench_node", "model": model_kind, "backend": bare["backend"],
               "input_qos": args.input_qos, "dds_profile": Path(args.dds_profile).name if args.dds_profile else None,
               "camera": f"{args.width}x{args.height}", "frames": args.frames, "rate_hz": args.rate,
@@ -267,7 +272,7 @@ def main() -> int:
               "throughput_ratio_node_over_bare": node["throughput_hz"] / bare["throughput_hz"],
               "latency_p50_ratio_node_over_bare": node["p50_ms"] / bare["p50_ms"],
               "added_latency_p50_ms": node["p50_ms"] - bare["p50_ms"], "repeats": args.repeats,
-              "throughput_ratio_per_block": per_block}
+              "throughput_ratio_per_block": per_block, "transport_floor_p50_ms": floor}
     print(f"model: {model_kind} ({model_dir.name}), backend {bare['backend']}, camera {args.width}x{args.height}, "
           f"{args.frames} frames, {'closed loop' if args.rate <= 0 else f'{args.rate} Hz'}, input QoS {args.input_qos}, "
           f"DDS profile {result['dds_profile'] or 'none (Fast DDS defaults)'}")
@@ -283,8 +288,26 @@ def main() -> int:
         stages = ", ".join(f"{k.split('.', 1)[1]} {v}" for k, v in sorted(diag.items()) if k.startswith("timing_ms."))
         print(f"inside the node (its /diagnostics): message arrival -> outputs published p50 "
               f"{diag.get('latency_ms_p50')} ms; last frame's stages (ms): {stages}")
+    if floor is not None:
+        print(f"transport floor (bench_dds_roundtrip, {args.width}x{args.height} image out, depth-sized answer back, "
+              f"nothing computed): p50 {floor:.1f} ms; node's added latency beyond it: "
+              f"{result['added_latency_p50_ms'] - floor:+.1f} ms")
     print("RESULT " + json.dumps(result))
     return 0
+
+
+def _transport_floor(args: argparse.Namespace) -> float | None:
+    """p50 round trip (ms) of an image of the camera's size through rclpy + Fast DDS with no processing, from
+    bench_dds_roundtrip.py in its own processes (same QoS and DDS profile); None if it failed."""
+    cmd = [sys.executable, str(REPO / "bench" / "bench_dds_roundtrip.py"), "--sizes", f"{args.width}x{args.height}",
+           "--count", str(args.floor_count), "--input-qos", args.input_qos, "--dds-profile", args.dds_profile,
+           "--domain-id", str(args.domain_id)]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
+    if out.returncode != 0 or not lines:
+        print(f"transport floor: bench_dds_roundtrip failed ({out.returncode}): {out.stderr[-500:]}", file=sys.stderr)
+        return None
+    return json.loads(lines[-1][len("RESULT "):])["rows"][0]["p50_ms"]
 
 
 if __name__ == "__main__":

@@ -34,3 +34,16 @@ def test_bench_dds_roundtrip_runs_and_every_image_is_answered():
     result = json.loads(out.stdout.strip().splitlines()[-1].removeprefix("RESULT "))
     assert [r["size"] for r in result["rows"]] == ["64x32", "320x240"]
     assert all(r["answered"] == r["sent"] == 5 and r["p50_ms"] > 0 for r in result["rows"])
+
+
+@pytest.mark.ros
+def test_bench_node_runs_both_sides_and_the_transport_floor():
+    pytest.importorskip("rclpy")
+    out = subprocess.run([sys.executable, str(REPO / "bench" / "bench_node.py"), "--frames", "4", "--repeats", "1",
+                          "--width", "192", "--height", "64", "--floor-count", "5"],
+                         capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1].removeprefix("RESULT "))
+    assert result["node"]["received"] == result["bare"]["received"] == 4
+    assert result["transport_floor_p50_ms"] > 0
+    assert "transport floor" in out.stdout
