@@ -8,9 +8,9 @@ records) is read record by record with :mod:`.mcap_salvage` up to the damage.
 
 :class:`BagFrameReader` yields :class:`Frame` objects in the order the images were recorded,
 each paired by *header stamp* (not receive time) with the nearest CameraInfo, ground-truth depth
-image, ground-truth dynamic mask, ground-truth pose and the speed of an odometry topic. A truncated or corrupt bag ends the
-iteration early: the frames read so far are yielded and :attr:`BagFrameReader.error` tells
-how far it got.
+image, ground-truth dynamic mask, ground-truth pose and the speed of an odometry topic. A truncated
+or corrupt bag ends the iteration early: the frames read so far are yielded and
+:attr:`BagFrameReader.error` tells how far it got.
 
 numpy + OpenCV + rosbags only (no torch, no rclpy).
 """
