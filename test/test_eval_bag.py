@@ -303,3 +303,23 @@ def test_reader_pairs_the_speed_topic_by_stamp(synth_bag: Path, seq):
     speeds = [f.speed_mps for f in frames]
     assert all(s is not None and s >= 0 for s in speeds)
     np.testing.assert_allclose(speeds[1:], true_speed, rtol=0.05)
+
+
+def test_speed_topic_pairs_with_the_nodes_tolerance_not_the_ground_truth_one(tmp_path: Path, seq):
+    """An odometry stamped 30 ms after each image: outside max_stamp_diff (20 ms, ground truth), inside the
+    node's external_odometry_tolerance_s (50 ms), so the speed pairs offline as it would in the node."""
+    from depth_sfm_ros.bag import rosbags_io as rio
+    from depth_sfm_ros.geometry import Pose
+
+    bag = tmp_path / "late_odom"
+    with rio.BagWriter(bag, storage="mcap") as writer:
+        for frame in seq.frames:
+            writer.write("/camera/image_raw", rio.image_to_msg(frame.image_rgb, "rgb8", frame.stamp_ns, "cam"),
+                         frame.stamp_ns)
+            late_ns = frame.stamp_ns + 30_000_000
+            writer.write("/wheel/odom", rio.odometry_to_msg(Pose.identity(), late_ns, "odom", "base_link",
+                                                            linear_mps=(2.0, 0, 0)), late_ns)
+    speeds = [f.speed_mps for f in BagFrameReader(bag, topic_selection("/camera/image_raw", speed="/wheel/odom"))]
+    assert speeds == [2.0] * len(seq)
+    gt_only = BagFrameReader(bag, topic_selection("/camera/image_raw", speed="/wheel/odom"), speed_tolerance_s=0.02)
+    assert [f.speed_mps for f in gt_only] == [None] * len(seq)

@@ -133,8 +133,10 @@ def open_frames(bag: str | Path, image_topic: str, camera_info_topic: str | None
                              None if kitti and "mask" in kitti.streams else gt_mask_topic,
                              None if kitti and "pose" in kitti.streams else gt_odom_topic, gt_tf_frames,
                              speed=speed_topic)
+    from depth_sfm_ros.ros.params import PARAMETERS_BY_NAME
     reader = BagFrameReader(bag, topics, start_s=start_s, duration_s=duration_s, every=every,
-                            max_stamp_diff_s=max_stamp_diff_s)
+                            max_stamp_diff_s=max_stamp_diff_s,
+                            speed_tolerance_s=PARAMETERS_BY_NAME["external_odometry_tolerance_s"].default)
     if "speed" in reader.missing:
         raise BagTopicError(f"{bag}: speed topic {speed_topic!r} is not in the bag. It has:\n"
                             f"{describe_topics(reader.available)}")

@@ -353,6 +353,8 @@ class BagFrameReader:
         duration_s: stop after images ``duration_s`` past the start (None = to the end).
         every: keep every N-th image after ``start_s``.
         max_stamp_diff_s: largest |stamp difference| for pairing ground truth with an image.
+        speed_tolerance_s: largest |stamp difference| for pairing the speed topic with an image (the
+            node's ``external_odometry_tolerance_s`` default, so offline and node pair alike).
         lookahead_s: how far (in bag time) to read past an image before pairing it, so ground
             truth recorded slightly later still matches.
         fallback_intrinsics: used when there is no CameraInfo (topic missing or no message yet).
@@ -361,7 +363,8 @@ class BagFrameReader:
     """
 
     def __init__(self, path: str | Path, topics: TopicSelection, start_s: float = 0.0, duration_s: float | None = None,
-                 every: int = 1, max_stamp_diff_s: float = 0.02, lookahead_s: float = 1.0,
+                 every: int = 1, max_stamp_diff_s: float = 0.02, speed_tolerance_s: float = 0.05,
+                 lookahead_s: float = 1.0,
                  fallback_intrinsics: Intrinsics | None = None) -> None:
         if every < 1 or int(every) != every:
             raise ValueError(f"every must be a positive integer, got {every}")
@@ -369,14 +372,16 @@ class BagFrameReader:
             raise ValueError(f"start must be >= 0 seconds, got {start_s}")
         if duration_s is not None and not (duration_s > 0 and np.isfinite(duration_s)):
             raise ValueError(f"duration must be > 0 seconds, got {duration_s}")
-        if not (max_stamp_diff_s >= 0 and lookahead_s >= 0):
-            raise ValueError(f"max_stamp_diff_s and lookahead_s must be >= 0, got {max_stamp_diff_s}, {lookahead_s}")
+        if not (max_stamp_diff_s >= 0 and lookahead_s >= 0 and speed_tolerance_s >= 0):
+            raise ValueError(f"max_stamp_diff_s, speed_tolerance_s and lookahead_s must be >= 0, got "
+                             f"{max_stamp_diff_s}, {speed_tolerance_s}, {lookahead_s}")
         self.path = check_bag_path(path)
         self.topics = topics
         self.start_ns = int(round(start_s * NS_PER_S))
         self.duration_ns = None if duration_s is None else int(round(duration_s * NS_PER_S))
         self.every = int(every)
         self.tolerance_ns = int(round(max_stamp_diff_s * NS_PER_S))
+        self.speed_tolerance_ns = int(round(speed_tolerance_s * NS_PER_S))
         self.lookahead_ns = int(round(lookahead_s * NS_PER_S))
         self.fallback_intrinsics = fallback_intrinsics
         self.error: BagReadIssue | None = None
@@ -524,8 +529,8 @@ class BagFrameReader:
             except ValueError as exc:
                 self._count_decode_error("gt_mask", exc)
         frame.gt_T_world_cam = buffers["gt_pose"].nearest(stamp_ns, self.tolerance_ns)
-        frame.speed_mps = buffers["speed"].nearest(stamp_ns, self.tolerance_ns)
-        horizon = stamp_ns - self.lookahead_ns - self.tolerance_ns
+        frame.speed_mps = buffers["speed"].nearest(stamp_ns, self.speed_tolerance_ns)
+        horizon = stamp_ns - self.lookahead_ns - max(self.tolerance_ns, self.speed_tolerance_ns)
         for name in ("gt_depth", "gt_mask", "gt_pose", "speed"):
             buffers[name].drop_before(horizon)
         buffers["camera_info"].drop_before(horizon, keep_last=True)  # a CameraInfo sent once stays in use
