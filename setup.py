@@ -25,7 +25,7 @@ ROS_JAZZY_WHEELS = [
 EXTRAS = {
     "ros": ROS_JAZZY_WHEELS,
     "runtime": ["onnxruntime>=1.16", "rosbags>=0.9.20"],
-    "train": [TORCH, "tensorboard", "tqdm", "onnx>=1.14", "onnxruntime>=1.16", "rosbags>=0.9.20"],
+    "train": [TORCH, "tensorboard", "tqdm", "onnx>=1.14", "onnxruntime>=1.16", "rosbags>=0.9.20", "safetensors"],
     "eval": ["rosbags>=0.9.20", "matplotlib", "tqdm", "evo"],
     "test": ["pytest>=7", "pytest-timeout", "hypothesis", "kornia", "colcon-common-extensions"],
 }

@@ -110,7 +110,7 @@ def test_model_card_contents_and_round_trip(lite_export, tmp_path):
 
 def test_verify_files_detects_modified_onnx(lite_export, tmp_path):
     _, result = lite_export
-    for name in result.onnx_files:
+    for name in result.card.files:  # the ONNX files and weights.safetensors
         (tmp_path / name).write_bytes((result.out_dir / name).read_bytes())
     verify_files(result.card, tmp_path)
     data = bytearray((tmp_path / "pose.onnx").read_bytes())

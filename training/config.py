@@ -27,7 +27,8 @@ DEFAULTS_PATH = CONFIG_DIR / "defaults.yaml"
 BASE_KEY = "_base_"
 _MAX_BASE_DEPTH = 16
 
-# Sections whose default is a free-form mapping: keys inside them are not checked against the defaults
+# Sections whose name ends in "extra" (``extra``, ``val_extra``) are free-form mappings: keys inside them are
+# not checked against the defaults
 # (an empty dict in defaults.yaml means "anything goes", e.g. extra dataset options passed through).
 _FREE_FORM_SUFFIX = "extra"
 
@@ -130,7 +131,7 @@ def apply_overrides(config: dict[str, Any], overrides: Iterable[str]) -> dict[st
 
 
 def _is_free_form(path: list[str]) -> bool:
-    return bool(path) and path[-1] == _FREE_FORM_SUFFIX
+    return bool(path) and path[-1].endswith(_FREE_FORM_SUFFIX)
 
 
 def _type_name(value: Any) -> str:
@@ -142,7 +143,7 @@ def _check_against_schema(config: Any, schema: Any, path: str) -> Any:
     if isinstance(schema, dict):
         if not isinstance(config, dict):
             raise ConfigError(f"config key {path!r} must be a mapping, got {_type_name(config)}")
-        if path.rsplit(".", 1)[-1] == _FREE_FORM_SUFFIX:
+        if path.rsplit(".", 1)[-1].endswith(_FREE_FORM_SUFFIX):
             return config
         out = {}
         for key, value in config.items():

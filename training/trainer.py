@@ -107,18 +107,20 @@ def model_config_from(config: dict[str, Any]) -> dict[str, Any]:
 def dataset_config_from(config: dict[str, Any], split: str) -> dict[str, Any] | None:
     """The ``build_dataset`` config for ``split`` = "train" or "val" (None: no validation set)."""
     d = config["data"]
+    extra = d["extra"]
     if split == "train":
         kind, path, split_name, augment = d["dataset"], d["path"], d["split"], d["augment"]
     elif split == "val":
         if d["val_path"] is None:
             return None
         kind, path, split_name, augment = d["val_dataset"] or d["dataset"], d["val_path"], d["val_split"], False
+        extra = d["val_extra"] or d["extra"]
     else:
         raise ValueError(f"split must be train or val, got {split!r}")
     out = {"type": kind, "path": path, "split": split_name, "height": d["height"], "width": d["width"],
            "frame_offsets": list(d["frame_offsets"]), "stride": d["stride"], "augment": augment,
            "seed": config["seed"]}
-    out.update(d["extra"])
+    out.update(extra)
     return out
 
 
@@ -467,6 +469,9 @@ _ARCHITECTURE_KEYS = ("encoder", "pose_encoder", "num_scales")
 def load_init_weights(bundle: nn.Module, model_config: dict[str, Any], path: Path) -> dict[str, str]:
     """Start a run from a checkpoint's network weights (``model.init_weights``): fine-tuning.
 
+    ``path`` is a training checkpoint (.pt), an exported model directory with ``weights.safetensors``
+    (e.g. the bundled default model), or such a weights file.
+
     Every network present in both the bundle and the checkpoint is loaded strictly; a network only the
     bundle has (e.g. Obj-PoseNet when the checkpoint was trained without it) keeps its fresh weights, one
     only the checkpoint has is ignored. Input size and depth range may differ (the nets are fully
@@ -479,8 +484,14 @@ def load_init_weights(bundle: nn.Module, model_config: dict[str, Any], path: Pat
         ValueError: architecture mismatch (naming the key) or a state dict that does not fit.
     """
     from depth_sfm_ros.models import ModelBundle, load_checkpoint
+    from depth_sfm_ros.models.weights_file import load_bundle_weights, weights_path_of
 
-    ckpt = load_checkpoint(path)
+    if Path(path).is_dir() or Path(path).suffix == ".safetensors":  # an exported model dir, or its weights file
+        state, saved_config = load_bundle_weights(path)
+        ckpt = {"model_config": saved_config, "state_dict": state, "step": 0}
+        path = weights_path_of(path)
+    else:
+        ckpt = load_checkpoint(path)
     saved = ckpt["model_config"]
     for key in _ARCHITECTURE_KEYS:
         if saved.get(key) != model_config.get(key):

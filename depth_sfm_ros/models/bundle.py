@@ -94,8 +94,9 @@ def validate_model_config(model_config: Mapping[str, Any] | None = None) -> dict
         if cfg[key] is not None:
             if not isinstance(cfg[key], str) or not cfg[key]:
                 raise ValueError(f"model_config[{key!r}] must be a file path or null, got {cfg[key]!r}")
-            if cfg[encoder_key] == "lite":
-                raise ValueError(f"model_config[{key!r}] is set but {encoder_key!r} is 'lite' (no ImageNet weights)")
+            if cfg[encoder_key].startswith("lite"):
+                raise ValueError(f"model_config[{key!r}] is set but {encoder_key!r} is {cfg[encoder_key]!r} "
+                                 f"(no ImageNet weights)")
     return cfg
 
 

@@ -35,7 +35,12 @@ RESNET_ENCODERS: dict[str, tuple[str, tuple[int, int, int, int]]] = {
     "resnet34": ("basic", (3, 4, 6, 3)),
     "resnet50": ("bottleneck", (3, 4, 6, 3)),
 }
-ENCODER_NAMES = tuple(RESNET_ENCODERS) + ("lite",)
+# Light encoders by name: (channels of the five maps, dilated blocks of stages 2-5).
+LITE_ENCODERS = {
+    "lite": ((32, 48, 80, 144, 224), (2, 3, 4, 3)),        # ~2.0M parameters (depth net of the default model)
+    "lite_small": ((24, 32, 64, 96, 160), (1, 2, 2, 2)),   # ~0.7M with two input frames (a small PoseNet)
+}
+ENCODER_NAMES = tuple(RESNET_ENCODERS) + tuple(LITE_ENCODERS)
 
 
 class BasicBlock(nn.Module):
@@ -275,11 +280,14 @@ class LiteEncoder(nn.Module):
 
 
 def build_encoder(name: str, num_input_images: int = 1, weights_path: str | None = None) -> nn.Module:
-    """Encoder by name: "resnet18" | "resnet34" | "resnet50" | "lite"."""
-    if name == "lite":
+    """Encoder by name: "resnet18" | "resnet34" | "resnet50" | "lite" | "lite_small"."""
+    if name in LITE_ENCODERS:
         if weights_path is not None:
-            raise ValueError("weights_path (torchvision ImageNet weights) applies to ResNet encoders only, not 'lite'")
-        return LiteEncoder(num_input_images=num_input_images)
+            raise ValueError(f"weights_path (torchvision ImageNet weights) applies to ResNet encoders only, not {name!r}")
+        channels, blocks = LITE_ENCODERS[name]
+        encoder = LiteEncoder(num_input_images=num_input_images, channels=channels, blocks=blocks)
+        encoder.name = name
+        return encoder
     if name in RESNET_ENCODERS:
         return ResNetEncoder(name, num_input_images=num_input_images, weights_path=weights_path)
     raise ValueError(f"unknown encoder {name!r}; choose one of {list(ENCODER_NAMES)}")

@@ -15,7 +15,9 @@ from .layers import ImageNormalize, check_divisible, check_image
 __all__ = ["PoseNet", "ObjPoseNet", "POSE_SCALE"]
 
 POSE_SCALE = 0.01
-POSE_ENCODERS = ("resnet18", "lite")
+# PoseNet encoders and the width of their pose decoder's hidden convolutions.
+POSE_DECODER_HIDDEN = {"resnet18": 256, "lite": 256, "lite_small": 128}
+POSE_ENCODERS = tuple(POSE_DECODER_HIDDEN)
 
 
 class PoseDecoder(nn.Module):
@@ -55,7 +57,7 @@ class PoseNet(nn.Module):
         self.num_input_frames = int(num_input_frames)
         self.normalize = ImageNormalize(self.num_input_frames)
         self.encoder = build_encoder(encoder, num_input_images=self.num_input_frames, weights_path=weights_path)
-        self.decoder = PoseDecoder(self.encoder.num_ch_enc[-1])
+        self.decoder = PoseDecoder(self.encoder.num_ch_enc[-1], hidden=POSE_DECODER_HIDDEN[encoder])
 
     def forward(self, image_tgt: torch.Tensor, image_src: torch.Tensor, *context: torch.Tensor) -> torch.Tensor:
         frames = (image_tgt, image_src) + tuple(context)

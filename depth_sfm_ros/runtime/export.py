@@ -285,7 +285,7 @@ def export_bundle(bundle: Any, model_config: Mapping[str, Any], out_dir: str | o
                   git_commit: str | None = None, metrics: Mapping[str, Any] | None = None, verify: bool = True,
                   parity_tolerance: float = 1e-4, engine: bool = False, fp16: bool = False, int8: bool = False,
                   calibration_images: np.ndarray | None = None,
-                  engine_cache_dir: str | os.PathLike | None = None) -> ExportResult:
+                  engine_cache_dir: str | os.PathLike | None = None, weights: bool = True) -> ExportResult:
     """Export a ModelBundle to ``out_dir`` (see the module docstring) and return what was written.
 
     height / width default to model_config's (multiples of 32, >= 64). The intrinsics come from
@@ -294,6 +294,8 @@ def export_bundle(bundle: Any, model_config: Mapping[str, Any], out_dir: str | o
     ``verify`` compares ONNX Runtime with torch (relative tolerance ``parity_tolerance``; a larger
     difference raises RuntimeError). Engines are built when ``engine`` / ``fp16`` / ``int8``: a
     missing TensorRT is recorded in ``ExportResult.engine_error`` (the ONNX export stands).
+    ``weights`` also writes the networks' PyTorch weights (``weights.safetensors``, listed in the card) so the
+    exported model can be fine-tuned (``model.init_weights=out_dir``).
     """
     import torch
 
@@ -356,11 +358,18 @@ def export_bundle(bundle: Any, model_config: Mapping[str, Any], out_dir: str | o
                 log.info("exported %s in %.1f s", path, time.perf_counter() - started)
     finally:
         bundle.train(was_training)
+    card_files = {name: sha256_file(path) for name, path in files.items()}
+    if weights:
+        from ..models.weights_file import WEIGHTS_FILE, save_bundle_weights
+
+        card_files[WEIGHTS_FILE] = sha256_file(save_bundle_weights(bundle, cfg, out / WEIGHTS_FILE))
+    elif (out / "weights.safetensors").exists():
+        (out / "weights.safetensors").unlink()  # stale weights of an earlier export would not match
 
     card = ModelCard(
         input_height=height, input_width=width, min_depth=cfg["min_depth"], max_depth=cfg["max_depth"],
         encoder=cfg["encoder"], pose_encoder=cfg["pose_encoder"],
-        files={name: sha256_file(path) for name, path in files.items()},
+        files=card_files,
         scale_convention=scale_convention, intrinsics_normalized=intrinsics, opset=opset, precision="fp32",
         export_time=utc_now_iso(), git_commit=git_commit if git_commit is not None else current_git_commit(),
         parameter_counts=bundle.parameter_counts(), model_config=cfg, training_config=train_cfg,

@@ -13,7 +13,8 @@ Fields (``ModelCard``):
 * ``scale_convention`` - ``relative`` (monocular, up to an unknown scale: recover it at run time)
   or ``metric`` (depth output already in metres)
 * ``encoder``, ``pose_encoder`` - network names
-* ``files`` - ``{"depth.onnx": sha256, "pose.onnx": sha256, "mask.onnx": sha256}``; depth.onnx is
+* ``files`` - ``{"depth.onnx": sha256, "pose.onnx": sha256, "mask.onnx": sha256, "weights.safetensors": sha256}``
+  (the last: the PyTorch weights for fine-tuning, absent in older exports); depth.onnx is
   required, pose.onnx / mask.onnx are present when the model has those networks
 * ``opset``, ``precision`` (of the ONNX files, ``fp32``), ``export_time`` (ISO 8601 UTC), ``git_commit``
 * ``parameter_counts``, ``model_config``, ``training_config``, ``metrics`` - informational dicts
@@ -41,6 +42,9 @@ __all__ = [
 MODEL_CARD_FORMAT = "depth_sfm_ros/model_card/v1"
 MODEL_CARD_NAME = "model_card.yaml"
 # file -> (input names, output names): the exported-model contract of docs/architecture.md
+# The networks' PyTorch weights (safetensors, for fine-tuning; see depth_sfm_ros.models.weights_file), listed in
+# ``files`` with their hash like the ONNX files; the runtime never loads them.
+WEIGHTS_FILE_NAME = "weights.safetensors"
 ONNX_FILES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "depth.onnx": (("image",), ("disparity", "depth")),
     "pose.onnx": (("image_prev", "image_cur"), ("pose",)),
@@ -136,8 +140,8 @@ class ModelCard:
         if not isinstance(self.files, dict) or "depth.onnx" not in self.files:
             raise ModelCardError(f"files must map file names to sha256 and include depth.onnx, got {self.files!r}")
         for name, digest in self.files.items():
-            if name not in ONNX_FILES:
-                raise ModelCardError(f"files: unknown file {name!r}; known: {sorted(ONNX_FILES)}")
+            if name not in ONNX_FILES and name != WEIGHTS_FILE_NAME:
+                raise ModelCardError(f"files: unknown file {name!r}; known: {sorted(ONNX_FILES) + [WEIGHTS_FILE_NAME]}")
             if not isinstance(digest, str) or not _SHA256.match(digest):
                 raise ModelCardError(f"files[{name!r}] must be a lowercase hex sha256, got {digest!r}")
         if isinstance(self.opset, bool) or not isinstance(self.opset, int) or self.opset < 17:

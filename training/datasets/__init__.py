@@ -21,16 +21,29 @@ Per type:
     folder         calib (YAML path; default <data_path>/calib.yaml)
     synthetic      (data_path is one synthetic folder, or a folder of them)
     rosbag         image_topic, camera_info_topic, cache_dir, intrinsics ({fx, fy, cx, cy, width, height})
+    seven_scenes   one Microsoft 7-Scenes sequence folder (frame-NNNNNN.color.jpg / depth.png / pose.txt)
+    kitti_odom_folder  one KITTI odometry sequence in one folder (image_l/, calib.txt, poses.txt)
+    davis          clips (list; default all), hfov_deg (assumed field of view, DAVIS has no calibration)
+    tum_rgbd       one TUM RGB-D sequence folder (rgb.txt, depth.txt, groundtruth.txt); camera (fr1|fr2|fr3|
+                   ros_default; default from the folder name), undistort (false), max_difference_s (0.02)
+    euroc          one EuRoC MAV sequence (<seq>/mav0/cam0 ...; images undistorted); camera (cam0|cam1),
+                   alpha (0: only valid pixels after undistortion), max_difference_s (0.01)
+    mixture        components: a list of dataset configs (their own type / path, relative paths under
+                   data_path; each may set ``repeat`` = copies per epoch); the common keys above are
+                   inherited unless a component sets them
+``frames: [start, stop]`` keeps only frames start..stop-1 of every sequence, re-numbered from 0 (e.g. a
+held-out part of a recording; a stop past the end means the end); source frames never come from outside
+the range. On a mixture, set it per component.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-from .base import FrameSequence, MaskFolder, SequenceDataset
+from .base import FrameRange, FrameSequence, MaskFolder, MixtureDataset, SequenceDataset
 
 SPLITS_DIR = Path(__file__).resolve().parent.parent / "splits"
 COMMON_KEYS = {"frame_offsets", "stride", "height", "width", "crop", "augment", "flip_prob", "jitter", "seed",
-               "boundary", "mask_dir", "load_depth"}
+               "boundary", "mask_dir", "load_depth", "frames"}
 TYPE_KEYS = {
     "kitti_raw": {"split_file", "depth_source", "annotated_root"},
     "kitti_eigen": {"split_file", "annotated_root"},
@@ -40,6 +53,12 @@ TYPE_KEYS = {
     "folder": {"calib"},
     "synthetic": set(),
     "rosbag": {"image_topic", "camera_info_topic", "cache_dir", "intrinsics"},
+    "seven_scenes": set(),
+    "kitti_odom_folder": set(),
+    "davis": {"clips", "hfov_deg"},
+    "tum_rgbd": {"camera", "undistort", "max_difference_s"},
+    "euroc": {"camera", "alpha", "max_difference_s"},
+    "mixture": {"components"},
 }
 
 
@@ -61,6 +80,25 @@ def resolve_split_file(split: str | Path, data_path: Path | None = None, default
 
 def build_sequences(config: dict) -> tuple[list[FrameSequence], list[tuple[int, int]] | None]:
     """The sequences (and split targets, if any) a config describes; validates the keys."""
+    sequences, targets = _build_sequences(config)
+    if config.get("frames") is None:
+        return sequences, targets
+    start, stop = check_frames(config["frames"])
+    if targets is not None:
+        raise ValueError("frames cannot be combined with a split file (the split already lists the frames)")
+    return [FrameRange(s, start, stop) for s in sequences], None
+
+
+def check_frames(frames: object) -> tuple[int, int]:
+    """``frames: [start, stop]`` as two integers with 0 <= start < stop, else a ValueError saying so."""
+    if (not isinstance(frames, (list, tuple)) or len(frames) != 2
+            or not all(isinstance(f, int) and not isinstance(f, bool) for f in frames)
+            or not 0 <= frames[0] < frames[1]):
+        raise ValueError(f"frames must be [start, stop] with integers 0 <= start < stop, got {frames!r}")
+    return int(frames[0]), int(frames[1])
+
+
+def _build_sequences(config: dict) -> tuple[list[FrameSequence], list[tuple[int, int]] | None]:
     if not isinstance(config, dict):
         raise TypeError(f"dataset config must be a dict, got {type(config).__name__}")
     kind = config.get("type")
@@ -104,6 +142,25 @@ def build_sequences(config: dict) -> tuple[list[FrameSequence], list[tuple[int, 
     if kind == "folder":
         from .folder import ImageFolderSequence
         return [ImageFolderSequence(root, config.get("calib"))], None
+    if kind == "seven_scenes":
+        from .real import SevenScenesSequence
+        return [SevenScenesSequence(root)], None
+    if kind == "kitti_odom_folder":
+        from .real import KittiOdometryFolderSequence
+        return [KittiOdometryFolderSequence(root)], None
+    if kind == "davis":
+        from .real import DAVIS_ASSUMED_HFOV_DEG, davis_sequences
+        return davis_sequences(root, config.get("clips"), float(config.get("hfov_deg", DAVIS_ASSUMED_HFOV_DEG))), None
+    if kind == "tum_rgbd":
+        from .real import TUM_MAX_DIFFERENCE_S, TumRgbdSequence
+        return [TumRgbdSequence(root, config.get("camera"), bool(config.get("undistort", False)),
+                                float(config.get("max_difference_s", TUM_MAX_DIFFERENCE_S)))], None
+    if kind == "euroc":
+        from .real import EUROC_MAX_DIFFERENCE_S, EurocSequence
+        return [EurocSequence(root, config.get("camera") or "cam0", float(config.get("alpha", 0.0)),
+                              float(config.get("max_difference_s", EUROC_MAX_DIFFERENCE_S)))], None
+    if kind == "mixture":
+        raise ValueError("a mixture has no sequences of its own: use build_dataset")
     if kind == "synthetic":
         from .folder import SyntheticFolderSequence
         if (root / "image_2").is_dir():
@@ -122,13 +179,47 @@ def build_sequences(config: dict) -> tuple[list[FrameSequence], list[tuple[int, 
                            config.get("cache_dir"))], None
 
 
-def build_dataset(config: dict) -> SequenceDataset:
-    """A :class:`SequenceDataset` from a config dict (see the module docstring for the keys)."""
+def build_dataset(config: dict) -> SequenceDataset | MixtureDataset:
+    """A :class:`SequenceDataset` (or a :class:`MixtureDataset`) from a config dict (see the module docstring)."""
+    if isinstance(config, dict) and config.get("type") == "mixture":
+        return _build_mixture(config)
     sequences, targets = build_sequences(config)
-    options = {k: config[k] for k in COMMON_KEYS if k in config}
+    options = {k: config[k] for k in COMMON_KEYS - {"frames"} if k in config}
     if config["type"].startswith("kitti_eigen"):
         options.setdefault("boundary", "clamp")
     return SequenceDataset(sequences, targets=targets, **options)
 
 
-__all__ = ["FrameSequence", "MaskFolder", "SequenceDataset", "build_dataset", "build_sequences"]
+def _build_mixture(config: dict) -> MixtureDataset:
+    unknown = set(config) - COMMON_KEYS - TYPE_KEYS["mixture"] - {"type", "data_path", "path", "split"}
+    if unknown:
+        raise ValueError(f"unknown keys for a mixture dataset: {sorted(unknown)}")
+    if config.get("frames") is not None:
+        raise ValueError("frames on a mixture is ambiguous (its components differ in length): set frames "
+                         "on each component")
+    if config.get("split") is not None:
+        raise ValueError(f"a mixture has no splits; got split={config['split']!r} (set split per component)")
+    components = config.get("components")
+    if not isinstance(components, list) or not components:
+        raise ValueError("a mixture dataset needs components: a non-empty list of dataset configs")
+    root = config.get("data_path", config.get("path"))
+    inherited = {k: config[k] for k in COMMON_KEYS - {"frames"} if k in config}
+    datasets, repeats = [], []
+    for n, component in enumerate(components):
+        if not isinstance(component, dict) or component.get("type") in (None, "mixture"):
+            raise ValueError(f"mixture component {n} must be a dataset config with a type (not a mixture)")
+        component = dict(component)
+        repeat = component.pop("repeat", 1)
+        if not isinstance(repeat, int) or isinstance(repeat, bool) or repeat < 1:
+            raise ValueError(f"mixture component {n} ({component['type']}): repeat must be an integer >= 1, "
+                             f"got {repeat!r}")
+        repeats.append(repeat)
+        path = Path(component.pop("data_path", component.pop("path", "")) or ".")
+        if not path.is_absolute() and root is not None:
+            path = Path(root) / path
+        datasets.append(build_dataset({**inherited, **component, "data_path": str(path)}))
+    return MixtureDataset(datasets, repeats)
+
+
+__all__ = ["FrameRange", "FrameSequence", "MaskFolder", "MixtureDataset", "SequenceDataset", "build_dataset",
+           "build_sequences", "check_frames"]

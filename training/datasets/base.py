@@ -49,6 +49,7 @@ class FrameSequence:
     name: str = "sequence"
     has_depth: bool = False
     has_poses: bool = False
+    nominal_fps: float | None = None  # frame rate of the recording, Hz, when known (stamps for a bag without any)
 
     def __len__(self) -> int:
         raise NotImplementedError
@@ -80,6 +81,10 @@ class FrameSequence:
     def frame_id(self, i: int) -> str:
         """File stem of frame ``i`` (used to find per-frame masks in a mask folder)."""
         return f"{i:06d}"
+
+    def stamp_ns(self, i: int) -> int | None:
+        """Capture time of frame ``i`` in integer nanoseconds, or None when the dataset has no time stamps."""
+        return None
 
 
 class ImageFileSequence(FrameSequence):
@@ -313,3 +318,102 @@ class SequenceDataset(Dataset):
             T = np.linalg.inv(T_w_src) @ T_w_tgt
             out.append(flip_transform(T) if flip else T)
         return np.asarray(out, dtype=np.float32)
+
+
+class FrameRange(FrameSequence):
+    """Frames ``[start, stop)`` of another sequence (a held-out or training part of one recording).
+
+    Positions are re-based (frame 0 here is ``start`` there); sources never cross the range, so a
+    training range cannot read a held-out frame as a source.
+    """
+
+    def __init__(self, sequence: FrameSequence, start: int, stop: int) -> None:
+        n = len(sequence)
+        start, stop = int(start), min(int(stop), n)
+        if not 0 <= start < stop:
+            raise ValueError(f"{sequence.name}: frame range [{start}, {stop}) is empty or outside its {n} frames")
+        self.sequence, self.start, self.stop = sequence, start, stop
+        self.has_depth, self.has_poses = sequence.has_depth, sequence.has_poses
+        known = getattr(sequence, "pose_known", None)  # per-frame flags of sequences with partial ground truth
+        if not self.has_poses and known is not None:
+            self.has_poses = bool(all(known[start:stop]))
+        self.name = sequence.name
+        self.nominal_fps = sequence.nominal_fps
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    def _at(self, i: int) -> int:
+        if not 0 <= i < len(self):
+            raise IndexError(f"frame {i} outside the range of {len(self)} frames")
+        return self.start + i
+
+    def image_rgb(self, i: int) -> np.ndarray:
+        return self.sequence.image_rgb(self._at(i))
+
+    def intrinsics(self, i: int) -> Intrinsics:
+        return self.sequence.intrinsics(self._at(i))
+
+    def depth_m(self, i: int) -> np.ndarray | None:
+        return self.sequence.depth_m(self._at(i))
+
+    def T_world_cam(self, i: int) -> np.ndarray | None:
+        return self.sequence.T_world_cam(self._at(i))
+
+    def instance_ids(self, i: int) -> np.ndarray | None:
+        return self.sequence.instance_ids(self._at(i))
+
+    def dynamic_mask(self, i: int) -> np.ndarray | None:
+        return self.sequence.dynamic_mask(self._at(i))
+
+    def frame_id(self, i: int) -> str:
+        return self.sequence.frame_id(self._at(i))
+
+    def stamp_ns(self, i: int) -> int | None:
+        return self.sequence.stamp_ns(self._at(i))
+
+
+class MixtureDataset(Dataset):
+    """Several datasets drawn as one, each repeated ``repeats[k]`` times per epoch.
+
+    Samples keep only the keys every component emits (e.g. ``depth_gt`` is dropped when one
+    component has no depth), so one batch can mix them; all components must share the output size.
+    """
+
+    def __init__(self, datasets: Sequence[Dataset], repeats: Sequence[int] | None = None) -> None:
+        if not datasets:
+            raise ValueError("a mixture needs at least one dataset")
+        repeats = [1] * len(datasets) if repeats is None else [int(r) for r in repeats]
+        if len(repeats) != len(datasets) or min(repeats) < 1:
+            raise ValueError(f"repeats must be one integer >= 1 per dataset, got {repeats}")
+        sizes = {(getattr(d, "height", None), getattr(d, "width", None)) for d in datasets}
+        if len(sizes) != 1 or None in next(iter(sizes)):
+            raise ValueError(f"every dataset of a mixture needs the same height and width, got "
+                             f"{sorted(sizes, key=str)}")
+        frames = {len(getattr(d, "frame_offsets", ())) for d in datasets}
+        if len(frames) != 1:
+            raise ValueError(f"every dataset of a mixture needs the same number of frames per sample "
+                             f"(frame_offsets), got {sorted(frames)}")
+        self.datasets, self.repeats = list(datasets), repeats
+        self.with_depth = all(getattr(d, "with_depth", False) for d in self.datasets)
+        self.with_poses = all(getattr(d, "with_poses", False) for d in self.datasets)
+        self._index = [(k, i) for k, d in enumerate(self.datasets) for _ in range(repeats[k]) for i in range(len(d))]
+
+    def set_epoch(self, epoch: int) -> None:
+        for d in self.datasets:
+            if hasattr(d, "set_epoch"):
+                d.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def __getitem__(self, index: int) -> dict:
+        k, i = self._index[index]
+        sample = self.datasets[k][i]
+        if not self.with_depth:
+            sample.pop("depth_gt", None)
+            sample.pop("has_depth_gt", None)
+        if not self.with_poses:
+            sample.pop("T_src_tgt_gt", None)
+        sample["index"] = index
+        return sample
