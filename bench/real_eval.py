@@ -1,296 +1,33 @@
 """Real-camera benchmark: the bundled model (or ``--model``) on every real sequence available.
 
-Runs the same :class:`~depth_sfm_ros.runtime.pipeline.Pipeline` as the node, frame by frame, on the
-development sequences of ``../shared/real`` (see its README; loaders in ``training/datasets/real.py``)
-and prints, per sequence and per part (all frames / the held-out frames no training run has seen /
-the still start):
+What it measures is in :mod:`depth_sfm_training.real_benchmark` (depth vs a median-scaled constant and
+the per-row median on the same frames, ATE / path-length ratio, still-camera drift, dynamic pixels on a
+static scene, DAVIS mask IoU), per sequence and for the held-out frames no training run has seen.
+Prints a table, then one JSON line; ``--out DIR`` also writes ``real_eval_<stamp>.md`` and ``.json``.
 
-* depth (where GT depth exists): abs_rel and a1, median-scaled per image (monocular protocol), next to
-  two trivial baselines on the same frames and pixels: a median-scaled **constant** depth, and the
-  **per-row median** of the GT depth of the sequence's training frames (an oracle-ish layout prior
-  that no self-supervised model sees);
-* odometry (where GT poses exist): ATE after Sim(3) alignment, and the path-length ratio (predicted /
-  GT) with the depth's own scale (the median GT / predicted depth ratio of the sequence, so that depth
-  and motion share one scale); on a driving sequence with a known camera height (KITTI: 1.65 m) the
-  pipeline runs the node's ``camera_height`` scale mode and the ratio is of the metric path it publishes;
-* on a still stretch: the odometry speed in m/s at that scale, and the fraction of frames the pipeline
-  called still;
-* on a static scene: the fraction of pixels the dynamic mask marks (7-Scenes has no moving object);
-* on DAVIS: mask IoU / precision / recall against the annotated moving object (micro over frames).
-
-A table, then one JSON line. ``--out DIR`` also writes ``real_eval_<stamp>.md`` and ``.json``.
-
-    python bench/real_eval.py                                  # bundled model, onnxruntime
-    python bench/real_eval.py --model runs/x/checkpoints/last.pt --backend torch
+    python bench/real_eval.py                                       # bundled model, onnxruntime
+    python bench/real_eval.py --model runs/x/checkpoints/last.pt    # a checkpoint (exported first)
 """
 from __future__ import annotations
 
 import argparse
 import json
 import logging
-import math
 import platform
 import sys
+import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
-from depth_sfm_ros import metrics as M
-from depth_sfm_ros.bag.scoring import resize_depth, resize_mask
 from depth_sfm_ros.runtime.model_dir import DEFAULT_MODEL_DIR
-from depth_sfm_ros.runtime.pipeline import Pipeline, PipelineConfig
-
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_REAL_ROOT = REPO.parent / "shared" / "real"
-
-
-@dataclass
-class Part:
-    """One evaluated stretch of a sequence: frames [start, stop), and what to measure on it."""
-
-    name: str
-    start: int
-    stop: int
-    heldout: bool = False
-    still: bool = False
-
-
-@dataclass
-class SequenceSpec:
-    key: str                   # folder under the real root
-    kind: str                  # seven_scenes | kitti_odom_folder | davis
-    fps: float
-    depth_range_m: tuple[float, float] = (0.1, 80.0)
-    static_scene: bool = False
-    camera_height_m: float | None = None   # known mounting height: run the node's camera_height scale mode
-    parts: list[Part] = field(default_factory=list)
-
-
-def default_specs() -> list[SequenceSpec]:
-    """The development sequences and their parts (frame ranges from REAL_DEV_SPLITS)."""
-    from depth_sfm_training.datasets.real import REAL_DEV_SPLITS as S
-
-    k7, kk = S["7scenes_redkitchen"], S["kitti_odometry_51"]
-    return [
-        SequenceSpec("7scenes_redkitchen", "seven_scenes", 30.0, (0.1, 10.0), static_scene=True,
-                     parts=[Part("all", 0, 400), Part("heldout", *k7["heldout"], heldout=True),
-                            Part("still", *k7["still"], still=True)]),
-        SequenceSpec("kitti_odometry_51", "kitti_odom_folder", 10.0, camera_height_m=1.65,
-                     parts=[Part("all", 0, 51), Part("heldout", *kk["heldout"], heldout=True)]),
-        SequenceSpec("davis_moving_camera", "davis", 24.0, parts=[Part("all", 0, 10 ** 6)]),
-    ]
-
-
-def _image_and_encoding(rgb: np.ndarray) -> tuple[np.ndarray, str]:
-    """Grey sources (three equal channels) go in as mono8, as a grey camera driver would send them."""
-    if np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2]):
-        return np.ascontiguousarray(rgb[..., 0]), "mono8"
-    return rgb, "rgb8"
-
-
-def run_pipeline(pipeline: Pipeline, sequence, start: int, stop: int, fps: float) -> list:
-    """FrameResults of frames [start, stop) of a FrameSequence (the pipeline is reset first)."""
-    pipeline.reset("new sequence")
-    results = []
-    for i in range(start, min(stop, len(sequence))):
-        image, encoding = _image_and_encoding(sequence.image_rgb(i))
-        results.append(pipeline.process(image, encoding, stamp_s=i / fps, intrinsics=sequence.intrinsics(i)))
-    return results
-
-
-def per_row_prior(sequence, frames: range, depth_range_m: tuple[float, float]) -> np.ndarray:
-    """(H,) per-row median of the GT depth over ``frames`` (NaN rows filled with the global median)."""
-    depths = []
-    for i in frames:
-        d = sequence.depth_m(i)
-        if d is not None:
-            depths.append(np.where((d > depth_range_m[0]) & (d < depth_range_m[1]), d, np.nan))
-    stack = np.asarray(depths, dtype=np.float32)
-    rows = np.nanmedian(stack, axis=(0, 2))
-    return np.where(np.isfinite(rows), rows, np.nanmedian(stack)).astype(np.float32)
-
-
-def depth_scores(results: list, sequence, start: int, depth_range_m: tuple[float, float],
-                 row_prior: np.ndarray | None) -> dict:
-    """Mean per-image median-scaled metrics of the model and the two baselines on the same pixels,
-    and the median GT / predicted depth ratio (the sequence's depth scale)."""
-    acc = {name: M.DepthMetricsAccumulator() for name in ("model", "constant", "per_row")}
-    ratios = []
-    lo, hi = depth_range_m
-    for n, result in enumerate(results):
-        gt = sequence.depth_m(start + n)
-        if gt is None:
-            continue
-        pred = resize_depth(result.depth_m, gt.shape)
-        valid = M.valid_depth_mask(pred, gt, None, lo, hi)
-        if not valid.any():
-            continue
-        acc["model"].add(M.compute_depth_metrics(pred, gt, valid, lo, hi))
-        ratios.append(float(np.median(gt[valid]) / np.median(pred[valid])))
-        acc["constant"].add(M.compute_depth_metrics(np.ones_like(gt), gt, valid, lo, hi))
-        if row_prior is not None:
-            prior = np.broadcast_to(row_prior[:, None], gt.shape)
-            acc["per_row"].add(M.compute_depth_metrics(prior, gt, valid, lo, hi))
-    out = {name: a.result().get("all") for name, a in acc.items()}
-    out["depth_scale"] = float(np.median(ratios)) if ratios else math.nan
-    return out
-
-
-def odometry_scores(results: list, sequence, start: int, fps: float, scale: float | None) -> dict:
-    """ATE (Sim(3)), path-length ratio at ``scale`` (None: the Sim(3) scale), speed, still fraction."""
-    T_odom_cam = np.asarray([r.T_odom_cam.matrix for r in results])
-    gt = [sequence.T_world_cam(start + n) for n in range(len(results))]
-    out: dict = {"still_fraction": float(np.mean([bool(getattr(r, "still", False)) for r in results]))}
-    steps = np.linalg.norm(np.diff(T_odom_cam[:, :3, 3], axis=0), axis=1)
-    duration_s = max(len(results) - 1, 1) / fps
-    if any(g is None for g in gt) or len(results) < 3:
-        out["speed_units_per_s"] = float(steps.sum() / duration_s)
-        return out
-    gt = np.asarray(gt)
-    ate = M.ate(T_odom_cam, gt, align="sim3")
-    s = scale if scale is not None and math.isfinite(scale) else ate["scale"]
-    gt_path = float(np.linalg.norm(np.diff(gt[:, :3, 3], axis=0), axis=1).sum())
-    out.update(ate_m=ate["rmse_m"], path_ratio=float(s * steps.sum() / gt_path) if gt_path > 0 else math.nan,
-               speed_mps=float(s * steps.sum() / duration_s), gt_speed_mps=gt_path / duration_s, scale_used=s)
-    return out
-
-
-def mask_fraction(results: list) -> float | None:
-    masks = [r.dynamic_mask for r in results if r.dynamic_mask is not None]
-    if not masks:
-        return None
-    return float(np.mean([np.mean(m > 0) for m in masks]))
-
-
-def davis_scores(pipeline: Pipeline, root: Path, fps: float) -> dict:
-    from depth_sfm_training.datasets.real import REAL_DEV_SPLITS, davis_sequences
-
-    heldout = set(REAL_DEV_SPLITS["davis_moving_camera"]["heldout_clips"])
-    out = {}
-    for clip in davis_sequences(root):
-        results = run_pipeline(pipeline, clip, 0, len(clip), fps)
-        tp = fp = fn = 0
-        n_masks = 0
-        for n, result in enumerate(results):
-            gt = clip.dynamic_mask(n)
-            if gt is None or result.dynamic_mask is None:
-                continue
-            scores = M.mask_metrics(resize_mask(result.dynamic_mask > 0, gt.shape), gt)
-            tp, fp, fn, n_masks = tp + scores["tp"], fp + scores["fp"], fn + scores["fn"], n_masks + 1
-        row = M.mask_scores(tp, fp, fn) if n_masks else {"iou": None, "precision": None, "recall": None}
-        out[clip.name] = {"heldout": clip.name in heldout, "frames": len(results), "scored_frames": n_masks,
-                          "iou": row["iou"], "precision": row["precision"], "recall": row["recall"]}
-    return out
-
-
-def _sequence(spec: SequenceSpec, root: Path):
-    from depth_sfm_training.datasets.real import KittiOdometryFolderSequence, SevenScenesSequence
-
-    if spec.kind == "seven_scenes":
-        return SevenScenesSequence(root)
-    return KittiOdometryFolderSequence(root)
-
-
-def evaluate(model: str, backend: str, real_root: Path, threads: int, max_frames: int | None) -> dict:
-    from depth_sfm_training.datasets.real import REAL_DEV_SPLITS
-
-    report: dict = {"model": model, "backend": backend, "sequences": {}}
-    for spec in default_specs():
-        root = real_root / spec.key
-        if not root.is_dir():
-            report["sequences"][spec.key] = {"skipped": f"{root} not found"}
-            continue
-        metric = spec.camera_height_m is not None
-        pipeline = Pipeline(PipelineConfig(
-            model=model, backend=backend, device="cpu", threads=threads, min_depth_m=1e-3, max_depth_m=1e4,
-            scale_mode="camera_height" if metric else "none", camera_height_m=spec.camera_height_m or 1.0))
-        try:
-            if spec.kind == "davis":
-                report["sequences"][spec.key] = {"clips": davis_scores(pipeline, root, spec.fps)}
-                continue
-            sequence = _sequence(spec, root)
-            prior = None
-            if sequence.has_depth:
-                train = REAL_DEV_SPLITS[spec.key]["train"]
-                prior = per_row_prior(sequence, range(train[0], train[1], 5), spec.depth_range_m)
-            rows = {}
-            for part in spec.parts:
-                stop = part.stop if max_frames is None else min(part.stop, part.start + max_frames)
-                t0 = time.perf_counter()
-                results = run_pipeline(pipeline, sequence, part.start, stop, spec.fps)
-                row: dict = {"frames": len(results), "heldout": part.heldout,
-                             "ms_per_frame": 1000 * (time.perf_counter() - t0) / max(len(results), 1)}
-                scale = None
-                if sequence.has_depth:
-                    row["depth"] = depth_scores(results, sequence, part.start, spec.depth_range_m, prior)
-                    scale = row["depth"]["depth_scale"]
-                if metric:
-                    scale = 1.0
-                row["odometry"] = odometry_scores(results, sequence, part.start, spec.fps, scale)
-                if spec.static_scene:
-                    row["dynamic_fraction_static_scene"] = mask_fraction(results)
-                rows[part.name] = row
-            report["sequences"][spec.key] = {"parts": rows}
-        finally:
-            pipeline.close()
-    return report
-
-
-def _clean(value):
-    """JSON-safe copy: non-finite floats -> None, numpy scalars -> Python numbers."""
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    if isinstance(value, (np.floating, float)):
-        return float(value) if math.isfinite(value) else None
-    if isinstance(value, np.integer):
-        return int(value)
-    return value
-
-
-def _fmt(value, digits: int = 3) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "-"
-    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
-
-
-def markdown(report: dict) -> str:
-    lines = ["| sequence | part | frames | abs_rel model | const | per-row | a1 model | const | per-row | "
-             "ATE [m] | path ratio | speed [m/s] (GT) | still frames | dyn. px static |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    davis = []
-    for key, seq in report["sequences"].items():
-        if "skipped" in seq:
-            lines.append(f"| {key} | skipped: {seq['skipped']} |" + " |" * 12)
-            continue
-        if "clips" in seq:
-            davis = seq["clips"]
-            continue
-        for part, row in seq["parts"].items():
-            d = row.get("depth") or {}
-            o = row["odometry"]
-            get = (lambda name, metric: (d.get(name) or {}).get(metric))
-            speed = f"{_fmt(o.get('speed_mps'))} ({_fmt(o.get('gt_speed_mps'))})" if "speed_mps" in o else "-"
-            lines.append(f"| {key} | {part} | {row['frames']} | {_fmt(get('model', 'abs_rel'))} | "
-                         f"{_fmt(get('constant', 'abs_rel'))} | {_fmt(get('per_row', 'abs_rel'))} | "
-                         f"{_fmt(get('model', 'a1'))} | {_fmt(get('constant', 'a1'))} | {_fmt(get('per_row', 'a1'))} | "
-                         f"{_fmt(o.get('ate_m'))} | {_fmt(o.get('path_ratio'), 2)} | {speed} | "
-                         f"{_fmt(o.get('still_fraction'), 2)} | {_fmt(row.get('dynamic_fraction_static_scene'), 4)} |")
-    if davis:
-        lines += ["", "| DAVIS clip | held out | frames | mask IoU | precision | recall |", "|---|---|---|---|---|---|"]
-        for clip, row in davis.items():
-            lines.append(f"| {clip} | {'yes' if row['heldout'] else 'no'} | {row['frames']} | {_fmt(row['iou'])} | "
-                         f"{_fmt(row['precision'])} | {_fmt(row['recall'])} |")
-    return "\n".join(lines)
+from depth_sfm_training.real_benchmark import DEFAULT_REAL_ROOT, clean, evaluate, markdown
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default=str(DEFAULT_MODEL_DIR),
-                        help="exported model dir, or a training checkpoint with --backend torch (default: bundled)")
+                        help="exported model dir, or a training checkpoint (.pt, exported to ONNX first); "
+                             "default: the bundled model")
     parser.add_argument("--backend", default="onnxruntime", choices=("onnxruntime", "torch"))
     parser.add_argument("--real-root", type=Path, default=DEFAULT_REAL_ROOT,
                         help="folder with the real sequences (default ../shared/real)")
@@ -304,7 +41,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"real sequences not found at {args.real_root} (see ../shared/real/README.md or docs/real_data.md)",
               file=sys.stderr)
         return 2
-    report = _clean(evaluate(args.model, args.backend, args.real_root, args.threads, args.max_frames))
+    model = args.model
+    with tempfile.TemporaryDirectory() as tmp:
+        if Path(model).is_file():  # a training checkpoint: export it first, as a user would
+            from depth_sfm_ros.runtime.export import export_checkpoint
+
+            export_checkpoint(model, Path(tmp) / "model", weights=False)
+            model = str(Path(tmp) / "model")
+        report = clean(evaluate(model, args.backend, args.real_root, args.threads, args.max_frames))
+    report["model"] = args.model
     report["machine"] = args.machine or f"{platform.machine()} {platform.processor() or ''}".strip()
     report["stamp"] = time.strftime("%Y%m%dT%H%MZ", time.gmtime())
     table = markdown(report)

@@ -19,6 +19,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("depth_sfm_training.evaluate", "KITTI Eigen / Cityscapes / odometry / synthetic evaluation of a checkpoint"),
     "export": ("depth_sfm_ros.runtime.export", "export a checkpoint to ONNX (+ model card) and optionally TensorRT engines"),
     "eval-bag": ("depth_sfm_ros.bag.eval_bag", "replay a rosbag through the pipeline and score it against ground truth"),
+    "to-bag": ("depth_sfm_training.to_bag", "write a dataset sequence (7-Scenes, KITTI, TUM, EuRoC, DAVIS ...) as a rosbag2"),
     "demo": ("depth_sfm_ros.demo", "held-out synthetic drive -> eval-bag with the default model -> report"),
     "bench": ("depth_sfm_ros.bench_cli", "run the benchmarks in bench/"),
 }

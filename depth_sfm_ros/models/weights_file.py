@@ -76,7 +76,7 @@ def save_bundle_weights(bundle: ModelBundle, model_config: Mapping[str, Any], pa
 
 def load_bundle_weights(path: str | os.PathLike) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, Any]]:
     """Read a weights file (or a model directory's) -> ({network: state_dict}, validated model config)."""
-    st = _safetensors()
+    _safetensors()  # a clear error when the package is missing
     path = weights_path_of(path)
     if not path.is_file():
         raise FileNotFoundError(f"weights file not found: {path} (an exported model directory has {WEIGHTS_FILE} "

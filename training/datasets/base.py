@@ -324,7 +324,7 @@ class FrameRange(FrameSequence):
     """Frames ``[start, stop)`` of another sequence (a held-out or training part of one recording).
 
     Positions are re-based (frame 0 here is ``start`` there); sources never cross the range, so a
-    training range cannot read a held-out frame as a source.
+    training range cannot read a held-out frame as a source. A ``stop`` past the end means the end.
     """
 
     def __init__(self, sequence: FrameSequence, start: int, stop: int) -> None:

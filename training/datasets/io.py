@@ -138,3 +138,40 @@ def read_intrinsics_yaml(path: str | Path, width: int | None = None, height: int
     if width is not None and height is not None and (K.width, K.height) != (width, height):
         K = K.scaled(width, height)
     return K
+
+
+def read_kitti_times_ns(path: str | Path, count: int | None = None) -> list[int]:
+    """KITTI odometry ``times.txt`` (seconds since the sequence start, one per image) -> integer nanoseconds.
+    ``count``: the number of images it must match (ValueError otherwise)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"times file {path} does not exist")
+    try:
+        seconds = [float(v) for v in path.read_text().split()]
+    except ValueError:
+        raise ValueError(f"{path}: expected one time in seconds per line") from None
+    if count is not None and len(seconds) != count:
+        raise ValueError(f"{path} has {len(seconds)} times for {count} images")
+    return [int(round(t * 1e9)) for t in seconds]
+
+
+def read_kitti_raw_timestamps_ns(path: str | Path) -> list[int]:
+    """KITTI raw ``timestamps.txt`` (``2011-09-26 13:02:25.964389445`` per line, UTC) -> integer nanoseconds
+    since the epoch, exactly."""
+    import calendar
+    import re
+    import time
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"timestamps file {path} does not exist")
+    out = []
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        match = re.fullmatch(r"\s*(\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?\s*", line)
+        if match is None:
+            raise ValueError(f"{path}:{n}: expected 'YYYY-MM-DD hh:mm:ss.nnnnnnnnn', got {line[:40]!r}")
+        seconds = calendar.timegm(time.strptime(match.group(1), "%Y-%m-%d %H:%M:%S"))
+        out.append(seconds * 1_000_000_000 + int((match.group(2) or "").ljust(9, "0")))
+    return out

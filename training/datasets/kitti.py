@@ -24,7 +24,8 @@ import numpy as np
 from depth_sfm_ros.geometry import Intrinsics
 
 from .base import ImageFileSequence
-from .io import list_images, projection_matrix, read_calib_text, read_depth_png, read_kitti_poses, read_rgb
+from .io import (list_images, projection_matrix, read_calib_text, read_depth_png, read_kitti_poses,
+                 read_kitti_raw_timestamps_ns, read_kitti_times_ns, read_rgb)
 
 SIDE_TO_CAMERA = {"l": 2, "r": 3}
 
@@ -106,6 +107,8 @@ class KittiRawSequence(ImageFileSequence):
     ``"annotated"`` (the KITTI depth benchmark's ``proj_depth/groundtruth``), or None.
     """
 
+    nominal_fps = 10.0
+
     def __init__(self, root: str | Path, drive: str, camera: int = 2, depth_source: str | None = "velodyne",
                  annotated_root: str | Path | None = None) -> None:
         self.root = Path(root)
@@ -135,6 +138,15 @@ class KittiRawSequence(ImageFileSequence):
 
     def frame_number(self, i: int) -> int:
         return int(self.images[i].stem)
+
+    def stamp_ns(self, i: int) -> int | None:
+        """Capture time from ``image_0X/timestamps.txt`` (line = frame number), or None without that file."""
+        if not hasattr(self, "_stamps_ns"):
+            path = self.drive_dir / f"image_{self.camera:02d}" / "timestamps.txt"
+            self._stamps_ns = read_kitti_raw_timestamps_ns(path) if path.is_file() else None
+        if self._stamps_ns is None or self.frame_number(i) >= len(self._stamps_ns):
+            return None
+        return self._stamps_ns[self.frame_number(i)]
 
     def _velo_calib(self) -> np.ndarray:
         if self._T_cam0_velo is None:
@@ -211,6 +223,7 @@ class KittiOdometrySequence(ImageFileSequence):
     """
 
     has_depth = False
+    nominal_fps = 10.0
 
     def __init__(self, root: str | Path, sequence: str, camera: int = 2) -> None:
         self.root = Path(root)
@@ -234,6 +247,12 @@ class KittiOdometrySequence(ImageFileSequence):
             self.poses = T_w_cam0 @ np.linalg.inv(T_camX_cam0)
         self.has_poses = self.poses is not None
         self.name = f"{sequence}/image_{camera}"
+        times = seq_dir / "times.txt"
+        self.stamps_ns = read_kitti_times_ns(times, len(self.images)) if times.is_file() else None
 
     def T_world_cam(self, i: int) -> np.ndarray | None:
         return None if self.poses is None else self.poses[i]
+
+    def stamp_ns(self, i: int) -> int | None:
+        """Seconds of ``times.txt`` since the sequence start, as nanoseconds; None without that file."""
+        return None if self.stamps_ns is None else self.stamps_ns[i]

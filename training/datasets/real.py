@@ -18,7 +18,7 @@ KITTI odometry, one sequence flattened into a folder (``image_l`` = camera 0, gr
     poses.txt            (optional) KITTI poses, 3x4 T_world_cam0 per line
     times.txt            (optional) seconds since the start of the sequence, one line per image
 
-DAVIS 2016/2017 (one clip)::
+DAVIS 2016/2017 (one clip; the official release has a ``480p/`` level, also accepted)::
 
     JPEGImages/<clip>/NNNNN.jpg   Annotations/<clip>/NNNNN.png (non-zero = the annotated moving object)
 
@@ -65,7 +65,7 @@ import yaml
 from depth_sfm_ros.geometry import Intrinsics, Pose
 
 from .base import FrameSequence, ImageFileSequence
-from .io import list_images, read_kitti_poses, read_png_uint16, read_rgb
+from .io import list_images, read_kitti_poses, read_kitti_times_ns, read_png_uint16, read_rgb
 
 LOG = logging.getLogger(__name__)
 
@@ -329,13 +329,8 @@ class KittiOdometryFolderSequence(ImageFileSequence):
                                  f"images")
             if not np.all(np.isfinite(self.poses)):
                 raise ValueError(f"{self.root / 'poses.txt'}: poses have NaN/Inf entries")
-        self.stamps_ns = None
         times = self.root / "times.txt"
-        if times.is_file():
-            lines = [ln for ln in times.read_text().split() if ln]
-            if len(lines) != len(self.images):
-                raise ValueError(f"{times} has {len(lines)} times for {len(self.images)} images")
-            self.stamps_ns = [int(round(float(t) * 1e9)) for t in lines]
+        self.stamps_ns = read_kitti_times_ns(times, len(self.images)) if times.is_file() else None
         self.has_poses = self.poses is not None
         self.name = self.root.name
 
@@ -367,21 +362,35 @@ def read_label_png(path: Path) -> np.ndarray:
     return label if label.ndim == 2 else label.max(axis=2)
 
 
+def davis_folders(root: str | Path) -> tuple[Path, Path]:
+    """The folders holding the clip folders: ``JPEGImages`` / ``Annotations``, or their ``480p`` subfolders
+    (the official release's layout)."""
+    root = Path(root)
+    if (root / "JPEGImages" / "480p").is_dir():
+        return root / "JPEGImages" / "480p", root / "Annotations" / "480p"
+    return root / "JPEGImages", root / "Annotations"
+
+
 class DavisSequence(ImageFileSequence):
-    """One DAVIS clip: ``JPEGImages/<clip>/*.jpg`` with the annotated moving object from
-    ``Annotations/<clip>/*.png`` as ``dynamic_mask`` (evaluation only). Intrinsics are assumed."""
+    """One DAVIS clip: ``JPEGImages/[480p/]<clip>/*.jpg`` with the annotated moving object from
+    ``Annotations/[480p/]<clip>/*.png`` as ``dynamic_mask`` (evaluation only). Intrinsics are assumed."""
 
     nominal_fps = DAVIS_FPS
 
     def __init__(self, root: str | Path, clip: str, hfov_deg: float = DAVIS_ASSUMED_HFOV_DEG) -> None:
         self.root = Path(root)
-        self.images = list_images(self.root / "JPEGImages" / clip)
+        images_dir, annotations_dir = davis_folders(self.root)
+        if not (images_dir / clip).is_dir():
+            found = sorted(p.name for p in images_dir.glob("*") if p.is_dir())
+            raise FileNotFoundError(f"DAVIS clip {clip!r} not found in {images_dir} (clips there: "
+                                    f"{', '.join(found) or 'none'})")
+        self.images = list_images(images_dir / clip)
         if not self.images:
-            raise FileNotFoundError(f"no images in {self.root / 'JPEGImages' / clip}")
+            raise FileNotFoundError(f"no images in {images_dir / clip}")
         first = read_rgb(self.images[0])
         self._K = assumed_intrinsics(first.shape[1], first.shape[0], hfov_deg)
         self.intrinsics_note = f"assumed: {hfov_deg:g} deg horizontal field of view, centred principal point"
-        self.annotations = self.root / "Annotations" / clip
+        self.annotations = annotations_dir / clip
         self.name = clip
 
     def dynamic_mask(self, i: int) -> np.ndarray | None:
@@ -403,9 +412,9 @@ def davis_sequences(root: str | Path, clips: list[str] | None = None,
     if isinstance(clips, str):
         clips = [c.strip() for c in clips.split(",") if c.strip()]
     if clips is None:
-        clips = sorted(p.name for p in (root / "JPEGImages").glob("*") if p.is_dir())
+        clips = sorted(p.name for p in davis_folders(root)[0].glob("*") if p.is_dir())
     if not clips:
-        raise FileNotFoundError(f"no clips under {root / 'JPEGImages'}")
+        raise FileNotFoundError(f"no clips under {davis_folders(root)[0]}")
     return [DavisSequence(root, clip, hfov_deg) for clip in clips]
 
 
@@ -633,6 +642,11 @@ class EurocSequence(FrameSequence):
         sensor = read_euroc_sensor_yaml(cam_dir / "sensor.yaml")
         self.distorted_intrinsics, distortion = self._camera(sensor, cam_dir / "sensor.yaml")
         self.T_body_cam = euroc_T_BS(sensor, cam_dir / "sensor.yaml")
+        first = read_rgb(self.images[0])
+        if first.shape[:2] != (self.distorted_intrinsics.height, self.distorted_intrinsics.width):
+            raise ValueError(f"{self.images[0]}: image {first.shape[1]}x{first.shape[0]} does not match the resolution "
+                             f"{self.distorted_intrinsics.width}x{self.distorted_intrinsics.height} of "
+                             f"{cam_dir / 'sensor.yaml'}")
         self.undistorter = Undistorter(self.distorted_intrinsics, distortion, alpha)
         self._K = self.undistorter.intrinsics
         tolerance_ns = int(round(max_difference_s * 1e9))
