@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from depth_sfm_ros.runtime.model_dir import DEFAULT_MODEL_DIR
-from depth_sfm_training.real_benchmark import DEFAULT_REAL_ROOT, clean, evaluate, markdown
+from depth_sfm_training.real_benchmark import DEFAULT_REAL_ROOT, clean, evaluate, example_strip, markdown
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,6 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-frames", type=int, default=None, help="at most this many frames per part (smoke runs)")
     parser.add_argument("--machine", default=None, help="free text describing the machine, copied into the report")
     parser.add_argument("--out", type=Path, default=None, help="also write real_eval_<stamp>.md / .json here")
+    parser.add_argument("--pictures", type=Path, default=None,
+                        help="also write a PNG strip of example frames: image | depth | GT depth | mask")
     args = parser.parse_args(argv)
     logging.getLogger("depth_sfm_ros.runtime.pipeline").setLevel(logging.ERROR)  # the resets are deliberate
     if not args.real_root.is_dir():
@@ -49,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
             export_checkpoint(model, Path(tmp) / "model", weights=False)
             model = str(Path(tmp) / "model")
         report = clean(evaluate(model, args.backend, args.real_root, args.threads, args.max_frames))
+        if args.pictures is not None:
+            example_strip(model, args.real_root, args.pictures, args.backend)
     report["model"] = args.model
     report["machine"] = args.machine or f"{platform.machine()} {platform.processor() or ''}".strip()
     report["stamp"] = time.strftime("%Y%m%dT%H%MZ", time.gmtime())

@@ -4,20 +4,25 @@
 
 Arguments: image, camera_info (input topics), external_odometry (speed source for scale_mode
 external), model (exported model dir, "" = bundled default),
-backend, params_file (default: share/depth_sfm_ros/config/depth_sfm.yaml), namespace,
+backend, scale_mode (camera_height | fixed | external | none; default "" = the params file's, which in the
+shipped config/depth_sfm.yaml is camera_height: a ground vehicle with the camera camera_height_m above a
+visible road; use none for handheld / drone cameras, see the README's "Metric scale"; the effective
+value is logged at launch), params_file (default: share/depth_sfm_ros/config/depth_sfm.yaml), namespace,
 use_sim_time (true when replaying a bag with --clock), rviz (open config/depth_sfm.rviz; with a
 namespace, a copy of it whose topics are in that namespace),
 dds_profile (Fast DDS XML profile for the node: default config/fastdds_large_images.xml, or the
 FASTRTPS_DEFAULT_PROFILES_FILE already set; "" = none. Large images need it, see that file).
-The node gets [params_file, overrides]: model/backend/use_sim_time given here win over the file;
-an empty model or backend argument leaves the file's value.
+The node gets [params_file, overrides]: model/backend/scale_mode/use_sim_time given here win over the file;
+an empty model, backend or scale_mode argument leaves the file's value.
 """
 import os
 import tempfile
 
+import yaml
+
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.actions import DeclareLaunchArgument, LogInfo, OpaqueFunction
 from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
@@ -32,18 +37,42 @@ RVIZ_FILE = os.path.join("config", "depth_sfm.rviz")
 DDS_PROFILE_FILE = os.path.join("config", "fastdds_large_images.xml")
 # Fast DDS 2.x (Jazzy) reads the first, 3.x the second
 DDS_PROFILE_ENV = ("FASTRTPS_DEFAULT_PROFILES_FILE", "FASTDDS_DEFAULT_PROFILES_FILE")
+SCALE_MODE_DEFAULT = "camera_height"  # the node's own default (depth_sfm_ros/ros/params.py) and the shipped file's
+
+
+def _file_scale_mode(params_file):
+    """scale_mode in a params file (any node key ending in depth_sfm_node, or /**), or None."""
+    try:
+        with open(params_file) as f:
+            data = yaml.safe_load(f) or {}
+    except (OSError, yaml.YAMLError):
+        return None
+    for key, section in data.items() if isinstance(data, dict) else ():
+        if (str(key).endswith(NODE_NAME) or key == "/**") and isinstance(section, dict):
+            value = (section.get("ros__parameters") or {}).get("scale_mode")
+            if value:
+                return str(value)
+    return None
 
 
 def _node(context, *args, **kwargs):
     """The node action, built once the arguments are known (empty overrides are left out)."""
     overrides = {"use_sim_time": LaunchConfiguration("use_sim_time").perform(context).lower() in ("true", "1")}
-    for name in ("model", "backend"):
+    for name in ("model", "backend", "scale_mode"):
         value = LaunchConfiguration(name).perform(context)
         if value:
             overrides[name] = value
     dds_profile = LaunchConfiguration("dds_profile").perform(context)
     env = {name: dds_profile for name in DDS_PROFILE_ENV} if dds_profile else {}
-    return [Node(
+    params_file = LaunchConfiguration("params_file").perform(context)
+    if "scale_mode" in overrides:
+        scale_source = f"scale_mode {overrides['scale_mode']} (launch argument)"
+    else:
+        from_file = _file_scale_mode(params_file)
+        scale_source = (f"scale_mode {from_file} (from {params_file})" if from_file else
+                        f"scale_mode {SCALE_MODE_DEFAULT} (the node's default; not set in {params_file})")
+    return [LogInfo(msg=f"depth_sfm: {scale_source}; camera_height assumes a ground vehicle with a visible road, "
+                        f"use scale_mode:=none for handheld / drone cameras"), Node(
         package=PACKAGE,
         executable=EXECUTABLE,
         name=NODE_NAME,
@@ -96,6 +125,12 @@ def generate_launch_description() -> LaunchDescription:
                               description="exported model directory ('' = the params file's, else the bundled default)"),
         DeclareLaunchArgument("backend", default_value="",
                               description="auto | onnxruntime | tensorrt | torch ('' = the params file's)"),
+        DeclareLaunchArgument("scale_mode", default_value="",
+                              description="metric scale: camera_height (ground vehicle, camera camera_height_m above "
+                                          "a visible road/floor) | external (wheel odometry on external_odometry) | "
+                                          "fixed (known-scale model) | none (handheld / drone: relative units). "
+                                          f"'' = the params file's, which in the shipped config/depth_sfm.yaml is "
+                                          f"{SCALE_MODE_DEFAULT}"),
         DeclareLaunchArgument("params_file", default_value=os.path.join(share, PARAMS_FILE),
                               description="node parameters (YAML)"),
         DeclareLaunchArgument("namespace", default_value="", description="namespace of the node and its outputs"),

@@ -85,6 +85,11 @@ def test_metrics_match_a_direct_computation(tmp_path: Path, cfg, seq, synth_bag:
     assert metrics["odometry"]["rpe_trans_m"] >= 0 and metrics["odometry"]["rpe_rot_deg"] >= 0
     assert metrics["scale"]["mode"] == "none"
     assert metrics["scale"]["median_ratio_to_gt"] == pytest.approx(direct["all"]["scale_median"], rel=1e-6)
+    assert metrics["scale"]["status_last"] == "ok" and "network units" in metrics["scale"]["assumption"]
+    assert metrics["scale"]["refusals"] == 0
+    # the still-camera test ran on every pair of the (moving) synthetic drive
+    assert metrics["motion"] == {"still_frames": 0, "moving_frames": len(seq) - 1, "unchecked_frames": 0,
+                                 "first_frames": 1}
     speed = metrics["speed"]
     assert speed["fps"] > 0 and 0 < speed["latency_ms_p50"] <= speed["latency_ms_p99"]
     assert metrics["notes"] == [] and "bag_error" not in metrics

@@ -11,6 +11,7 @@ from depth_sfm_ros.geometry import Intrinsics, Pose, euler_to_matrix
 from depth_sfm_ros.metrics import ate
 from depth_sfm_ros.runtime.backends import create_backend
 from depth_sfm_ros.runtime.model_dir import card_intrinsics
+from depth_sfm_ros.runtime.motion_gate import MotionGateConfig
 from depth_sfm_ros.runtime.odometry import OdometryIntegrator
 from depth_sfm_ros.runtime.pipeline import Pipeline, PipelineConfig
 from depth_sfm_ros.runtime.scale import ScaleEstimator, fit_ground_plane
@@ -40,7 +41,10 @@ def _frame(seed: int) -> np.ndarray:
 
 
 def _pipeline(backend, **overrides) -> Pipeline:
-    config = PipelineConfig(**{"min_depth_m": 0.1, "max_depth_m": 80.0, **overrides})
+    """The frames here are independent white noise, which the motion gate rightly takes for sensor noise
+    (a still camera): these tests check the mechanics with the gate off; test_motion_gate.py tests the gate."""
+    config = PipelineConfig(**{"min_depth_m": 0.1, "max_depth_m": 80.0,
+                               "motion_gate": MotionGateConfig(enabled=False), **overrides})
     return Pipeline(config, backend=backend)
 
 

@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 LAUNCH_FILE = REPO / "launch" / "depth_sfm.launch.py"
 RVIZ_FILE = REPO / "config" / "depth_sfm.rviz"
 LAUNCH_ARGUMENTS = {"image", "camera_info", "model", "backend", "params_file", "namespace", "use_sim_time", "rviz",
-                    "dds_profile", "external_odometry"}
+                    "dds_profile", "external_odometry", "scale_mode"}
 # rviz display class -> the message type it shows
 RVIZ_CLASSES = {"rviz_default_plugins/Image": "sensor_msgs/msg/Image",
                 "rviz_default_plugins/Odometry": "nav_msgs/msg/Odometry",
@@ -89,8 +89,8 @@ def test_launch_file_names_existing_executables_files_and_topics():
     assert isinstance(parameters, ast.List) and len(parameters.elts) == 2
     assert "params_file" in ast.dump(parameters.elts[0])
     override_names = {ast.literal_eval(e) for e in ast.walk(tree) if isinstance(e, ast.Tuple)
-                      for e in e.elts if isinstance(e, ast.Constant) and e.value in ("model", "backend")}
-    assert override_names <= set(params.PARAMETERS_BY_NAME) and override_names == {"model", "backend"}
+                      for e in e.elts if isinstance(e, ast.Constant) and e.value in ("model", "backend", "scale_mode")}
+    assert override_names <= set(params.PARAMETERS_BY_NAME) and override_names == {"model", "backend", "scale_mode"}
     # remappings are exactly the node's relative input topics
     remappings = _keyword(node, "remappings")
     remapped = {ast.literal_eval(pair.elts[0]) for pair in remappings.elts}
@@ -113,6 +113,39 @@ def test_launch_file_names_existing_executables_files_and_topics():
     rviz_function = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "_rviz")
     assert rviz_nodes[0] in list(ast.walk(rviz_function))
     assert _calls(rviz_function, "rviz_config_for_namespace")
+
+
+def _launch_function(name: str, **namespace):
+    """One top-level function of the launch file, compiled alone (launch / launch_ros are not importable here)."""
+    tree = _launch_tree()
+    function = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == name)
+    module = ast.Module(body=[function], type_ignores=[])
+    scope = dict(namespace)
+    exec(compile(module, str(LAUNCH_FILE), "exec"), scope)  # noqa: S102 - our own launch file
+    return scope[name]
+
+
+def test_scale_mode_argument_states_its_default(tmp_path):
+    """scale_mode is a launch argument whose default ('' = the params file's) is stated: the description names
+    the shipped file's value, which is the node's default, and the launch logs the value that will apply."""
+    tree = _launch_tree()
+    constants = _constants(tree)
+    assert constants["SCALE_MODE_DEFAULT"] == params.PARAMETERS_BY_NAME["scale_mode"].default == "camera_height"
+    call = next(c for c in _calls(tree, "DeclareLaunchArgument") if ast.literal_eval(c.args[0]) == "scale_mode")
+    assert ast.literal_eval(_keyword(call, "default_value")) == ""
+    description = ast.unparse(_keyword(call, "description"))
+    for mode in params.PARAMETERS_BY_NAME["scale_mode"].choices:
+        assert mode in description, mode
+    assert "SCALE_MODE_DEFAULT" in description and "handheld" in description
+    read = _launch_function("_file_scale_mode", yaml=yaml, NODE_NAME=topics.NODE_NAME)
+    assert read(str(REPO / constants["PARAMS_FILE"])) == constants["SCALE_MODE_DEFAULT"]
+    own = tmp_path / "own.yaml"
+    own.write_text("/**/depth_sfm_node:\n  ros__parameters:\n    scale_mode: none\n")
+    assert read(str(own)) == "none"
+    own.write_text("other_node:\n  ros__parameters:\n    scale_mode: fixed\n")
+    assert read(str(own)) is None and read(str(tmp_path / "missing.yaml")) is None
+    node_function = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "_node")
+    assert _calls(node_function, "LogInfo") and _calls(node_function, "_file_scale_mode")
 
 
 def test_dds_profile_gives_a_shared_memory_segment_for_large_images():

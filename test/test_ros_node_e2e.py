@@ -244,6 +244,10 @@ def test_diagnostics_report_rates_latency_and_counters(run):
     assert int(values["frames_processed"]) == len(run["rec"].meta["depth"])
     assert float(values["processing_rate_hz"]) > 0 and float(values["latency_ms_p50"]) > 0
     assert values["scale"] == f"{run['params'].fixed_scale:.6g}"
+    # the scale says what it rests on; the still-camera test ran on every pair and found the drive moving
+    assert values["scale_status"] == "ok" and values["scale_assumption"].startswith("fixed: fixed_scale=")
+    assert values["scale_refusals"] == "0"
+    assert values["still_frames"] == "0" and values["motion_state"] == "moving" and float(values["motion_px"]) > 0.6
     for kind in ("unsupported_encoding", "truncated", "empty", "size_change", "stamp_backwards",
                  "missing_camera_info", "camera_info_unsynced", "pipeline_error"):
         assert values[f"bad_input.{kind}"] == "0", kind
@@ -309,6 +313,7 @@ def test_external_odometry_speed_gives_the_metric_scale(tmp_path):
     values = rec.last_diagnostics()["values"]
     assert values["bad_input.no_external_speed"] == "0" and values["bad_input.bad_external_odometry"] == "0"
     assert values["scale_valid"] == "true"
+    assert values["scale_status"] == "ok" and values["scale_assumption"].startswith("external")
     odom = rec.meta["odometry"]
     assert len(odom) == num_frames
     est_m = np.array([e["position"] for e in odom])  # base_link = camera origin (T_base_cam has no translation)

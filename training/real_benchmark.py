@@ -281,3 +281,59 @@ def markdown(report: dict) -> str:
             lines.append(f"| {clip} | {'yes' if row['heldout'] else 'no'} | {row['frames']} | {_fmt(row['iou'])} | "
                          f"{_fmt(row['precision'])} | {_fmt(row['recall'])} |")
     return "\n".join(lines)
+
+
+# Frames shown by :func:`example_strip`: (sequence folder, clip or None, frame) - held-out ones where there are.
+EXAMPLE_FRAMES = (("7scenes_redkitchen", None, 340), ("7scenes_redkitchen", None, 380),
+                  ("kitti_odometry_51", None, 45), ("davis_moving_camera", "car-roundabout", 40),
+                  ("davis_moving_camera", "car-shadow", 20))
+
+
+def example_strip(model: str, real_root: Path, out_png: Path, backend: str = "onnxruntime",
+                  row_height: int = 160) -> Path | None:
+    """A picture for people: per example frame, the camera image, the predicted depth (colour, near = warm,
+    per-image range), the GT depth where there is one, and the dynamic mask over the image (red)."""
+    import cv2
+
+    from depth_sfm_ros.runtime.visualize import colorize_depth, overlay_mask
+    from depth_sfm_training.datasets.real import (DavisSequence, KittiOdometryFolderSequence,
+                                                  SevenScenesSequence)
+
+    pipeline = Pipeline(PipelineConfig(model=model, backend=backend, device="cpu", threads=2, scale_mode="none",
+                                       min_depth_m=1e-3, max_depth_m=1e4))
+    rows = []
+    try:
+        for key, clip, frame in EXAMPLE_FRAMES:
+            root = real_root / key
+            if not root.is_dir():
+                continue
+            seq = (SevenScenesSequence(root) if key.startswith("7scenes") else DavisSequence(root, clip) if clip
+                   else KittiOdometryFolderSequence(root))
+            results = run_pipeline(pipeline, seq, max(frame - 1, 0), frame + 1, 10.0)
+            rgb, result = seq.image_rgb(frame), results[-1]
+            h, w = rgb.shape[:2]
+            size = (int(round(w * row_height / h)), row_height)
+            pred = cv2.resize(result.depth_m, (w, h), interpolation=cv2.INTER_LINEAR)
+            lo, hi = np.nanpercentile(pred, [2, 98])
+            tiles = [cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), colorize_depth(pred, max(lo, 1e-6), max(hi, lo * 1.01))]
+            gt = seq.depth_m(frame)
+            if gt is not None:
+                gt = np.where(gt > 0, gt, np.nan)
+                g_lo, g_hi = np.nanpercentile(gt, [2, 98])
+                tiles.append(colorize_depth(gt, g_lo, max(g_hi, g_lo * 1.01)))
+            else:
+                tiles.append(np.zeros_like(tiles[0]))
+            mask = np.zeros((h, w), bool) if result.dynamic_mask is None else \
+                cv2.resize(result.dynamic_mask, (w, h), interpolation=cv2.INTER_NEAREST) > 0
+            tiles.append(overlay_mask(tiles[0], mask))
+            rows.append(np.concatenate([cv2.resize(t, size, interpolation=cv2.INTER_AREA) for t in tiles], axis=1))
+    finally:
+        pipeline.close()
+    if not rows:
+        return None
+    width = max(r.shape[1] for r in rows)
+    rows = [np.pad(r, ((0, 4), (0, width - r.shape[1]), (0, 0))) for r in rows]
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(out_png), np.concatenate(rows, axis=0)):
+        raise OSError(f"cannot write {out_png}")
+    return out_png

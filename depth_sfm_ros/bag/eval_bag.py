@@ -5,8 +5,9 @@ also written to ``OUT/metrics.json``::
 
     frames, depth {abs_rel, sq_rel, rmse, rmse_log, a1, a2, a3, n_images, regions {static, dynamic},
     unscaled {...}}, odometry {ate_m, rpe_trans_m, rpe_rot_deg, alignment, ...}, mask {iou, precision,
-    recall}, speed {fps, latency_ms_p50, latency_ms_p99}, scale {mode, median_ratio_to_gt},
-    notes [...], bag_error {...} (only for a damaged bag), source {...}
+    recall}, speed {fps, latency_ms_p50, latency_ms_p99}, scale {mode, median_ratio_to_gt, assumption,
+    status_last, refusals, refusals_by_reason}, motion {still_frames, moving_frames, ...} (the still-camera
+    test; offline only), notes [...], bag_error {...} (only for a damaged bag), source {...}
 
 A ground-truth stream that the bag lacks leaves its section out, with a line in ``notes``. All
 numbers come from :mod:`depth_sfm_ros.metrics` (the one implementation shared with training).

@@ -252,6 +252,14 @@ def node_command(model: Path, config: Any, image_topic: str, camera_info_topic: 
               "fixed_scale": float(config.fixed_scale), "base_frame": "", "output_qos": "reliable",
               "input_qos": "reliable", "qos_depth": 10, "image_transport": "compressed" if compressed else "raw",
               "upsample_to_camera": bool(config.upsample_to_camera)}
+    gate = getattr(config, "motion_gate", None)  # still-camera test and ground-plane judgement: as offline
+    if gate is not None:
+        params.update({"still_detection": bool(gate.enabled), "still_threshold_px": float(gate.threshold_px),
+                       "still_max_translation_m": float(gate.max_translation_m),
+                       "still_max_rotation_deg": float(gate.max_rotation_deg),
+                       "ground_max_tilt_deg": float(config.ground_max_tilt_deg),
+                       "ground_min_inlier_fraction": float(config.ground_min_inlier_ratio),
+                       "scale_max_jump": float(config.scale_max_jump)})
     command = [exe, "--ros-args"]
     for name, value in params.items():
         text = ("true" if value else "false") if isinstance(value, bool) else (f"'{value}'" if value == "" else value)

@@ -147,6 +147,8 @@ class FrameScorer:
         self.abs_rels: list[float] = []
         self.scales: list[float] = []
         self.gt_ratios: list[float] = []
+        self.motion_states: dict[str, int] = {}  # FrameResult.motion_state -> frames (offline pipeline only)
+        self.scale_state = None  # the last FrameResult.scale_state (offline pipeline only)
         self.sampler = _StripSampler(strip_frames)
         self.picture_range_m = picture_range_m
         self.expected_gt = {"depth": False, "mask": False, "pose": False}
@@ -160,6 +162,11 @@ class FrameScorer:
         self.latencies_ms.append(float(latency_ms))
         self.stamps.append(frame.stamp_s)
         self.scales.append(float(result.scale))
+        state = getattr(result, "motion_state", None)  # the node's recorded outputs do not carry it
+        if state is not None:
+            self.motion_states[state] = self.motion_states.get(state, 0) + 1
+        if getattr(result, "scale_state", None) is not None:
+            self.scale_state = result.scale_state
         gt_depth, gt_mask = frame.gt_depth_m, frame.gt_dynamic_mask
         shape = gt_depth.shape if gt_depth is not None else gt_mask.shape if gt_mask is not None \
             else result.depth_m.shape
@@ -228,6 +235,15 @@ class FrameScorer:
                             "median_ratio_to_gt": float(np.median(self.gt_ratios)) if self.gt_ratios else math.nan,
                             "pipeline_scale_median": float(np.median(scales)) if np.all(np.isfinite(scales))
                             else math.nan}
+        if self.scale_state is not None:
+            metrics["scale"].update(assumption=self.scale_state.assumption, status_last=self.scale_state.status,
+                                    refusals=self.scale_state.refusals,
+                                    refusals_by_reason=dict(self.scale_state.refusals_by_reason))
+        if self.motion_states:
+            metrics["motion"] = {"still_frames": self.motion_states.get("still", 0),
+                                 "moving_frames": self.motion_states.get("moving", 0),
+                                 "unchecked_frames": self.motion_states.get("unchecked", 0),
+                                 "first_frames": self.motion_states.get("first", 0)}
         data.stamps_s, data.abs_rel, data.scale = np.asarray(self.stamps), np.asarray(self.abs_rels), scales
         data.strip = self.sampler.result()
         return metrics, data

@@ -6,11 +6,14 @@ takes the one lock. Times are wall-clock seconds from ``time.monotonic`` unless 
 from __future__ import annotations
 
 import collections
+import math
 import threading
 import time
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
+
+from depth_sfm_ros.runtime.scale import REFUSAL_REASONS
 
 # Kinds of bad input, each with a counter (all reported, zeros included, so tools can rely on them).
 BAD_INPUT_KINDS = (
@@ -75,6 +78,12 @@ class NodeStats:
         self._outputs: tuple[str, ...] = ()
         self.last_scale = float("nan")
         self.scale_valid = False
+        self.scale_status = "no_scale_yet"
+        self.scale_assumption = ""
+        self.scale_refusals = {reason: 0 for reason in REFUSAL_REASONS}
+        self.still_frames = 0
+        self.motion_state = ""
+        self.motion_px = float("nan")
         self.last_input_time: float | None = None
 
     def count_bad(self, kind: str) -> int:
@@ -101,10 +110,19 @@ class NodeStats:
             self.frames_camera_info_late += 1
 
     def frame_processed(self, latency_ms: float, timings_ms: dict[str, float], scale: float, scale_valid: bool,
-                        reset: bool, outputs: tuple[str, ...] = ()) -> None:
+                        reset: bool, outputs: tuple[str, ...] = (), motion_state: str = "",
+                        motion_px: float = math.nan, scale_state: Any = None) -> None:
         """One published frame: ``latency_ms`` from message arrival to publishing; ``outputs``: the
-        topics it went to (outputs without a subscriber are skipped)."""
+        topics it went to (outputs without a subscriber are skipped); ``motion_state`` / ``motion_px`` /
+        ``scale_state``: the FrameResult's (still-camera test, :class:`~depth_sfm_ros.runtime.scale.ScaleState`)."""
         with self._lock:
+            self.motion_state = str(motion_state)
+            self.still_frames += int(motion_state == "still")
+            self.motion_px = float(motion_px)
+            if scale_state is not None:
+                self.scale_status = str(scale_state.status)
+                self.scale_assumption = str(scale_state.assumption)
+                self.scale_refusals.update(scale_state.refusals_by_reason)
             self._outputs = tuple(outputs)
             self.frames_processed += 1
             self.odometry_resets += int(bool(reset))
@@ -131,8 +149,15 @@ class NodeStats:
                 ("odometry_resets", str(self.odometry_resets)),
                 ("scale", f"{self.last_scale:.6g}"),
                 ("scale_valid", str(self.scale_valid).lower()),
+                ("scale_status", self.scale_status),
+                ("scale_assumption", self.scale_assumption),
+                ("scale_refusals", str(sum(self.scale_refusals.values()))),
+                ("still_frames", str(self.still_frames)),
+                ("motion_state", self.motion_state),
+                ("motion_px", f"{self.motion_px:.3f}"),
                 ("outputs_last_frame", ",".join(self._outputs)),
             ]
+            values += [(f"scale_refusals.{reason}", str(count)) for reason, count in self.scale_refusals.items()]
             values += [(f"bad_input.{kind}", str(count)) for kind, count in self.bad_input.items()]
             values += [(f"timing_ms.{name}", f"{ms:.2f}") for name, ms in sorted(self._timings_ms.items())]
             return values

@@ -115,7 +115,9 @@ class DepthSfmNode(Node):
         self._once: set[str] = set()
         self._pipeline = create_pipeline(p)
         self.backend_description = self._pipeline.backend.describe()
-        self.get_logger().info(f"model {p.model_dir}, backend {self.backend_description}, scale_mode {p.scale_mode}")
+        self.get_logger().info(f"model {p.model_dir}, backend {self.backend_description}, scale_mode {p.scale_mode} "
+                               f"({self._pipeline.scale.assumption}), still-camera detection "
+                               f"{'on' if p.still_detection else 'off'}")
 
         self._slot: LatestSlot[InputFrame] = LatestSlot()
         self._infos = CameraInfoCache()
@@ -322,7 +324,10 @@ class DepthSfmNode(Node):
         timings_ms = dict(result.timings_ms, node_queued=(t_start - frame.received_monotonic_s) * 1e3,
                           node_decode=(t_decoded - t_start) * 1e3, node_camera_info_wait=(t_synced - t_decoded) * 1e3,
                           node_pipeline=(t_processed - t_synced) * 1e3, node_publish=(t_published - t_processed) * 1e3)
-        self.stats.frame_processed(latency_ms, timings_ms, result.scale, result.scale_valid, result.reset, published)
+        motion_px = result.motion.image.motion_px if result.motion is not None else float("nan")
+        self.stats.frame_processed(latency_ms, timings_ms, result.scale, result.scale_valid, result.reset, published,
+                                   motion_state=result.motion_state, motion_px=motion_px,
+                                   scale_state=result.scale_state)
 
     # --- publishing ---------------------------------------------------------------------------
     def _publish(self, result: Any, header: Header, image: np.ndarray, encoding: str) -> tuple[str, ...]:

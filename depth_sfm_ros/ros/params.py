@@ -64,6 +64,14 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("camera_height_m", 1.65, "camera height above the ground plane, metres (scale_mode camera_height)",
               0.05, 20.0),
     ParamSpec("fixed_scale", 1.0, "metres per network depth unit (scale_mode fixed)", 1e-6, 1e6),
+    ParamSpec("ground_max_tilt_deg", 20.0, "scale_mode camera_height: a fitted ground plane whose normal is further "
+              "than this from 'up' (from camera_to_base_rpy) is refused and the last accepted scale kept, degrees",
+              1.0, 45.0),
+    ParamSpec("ground_min_inlier_fraction", 0.3, "scale_mode camera_height: a ground plane supported by fewer than "
+              "this fraction of the points of the lower image part is refused", 0.05, 0.95),
+    ParamSpec("scale_max_jump", 1.5, "scale_mode camera_height: once 3 estimates are accepted, one that differs from "
+              "the smoothed scale by more than this factor is refused (15 in a row that agree restart the scale)",
+              1.01, 100.0),
     ParamSpec("external_odometry_tolerance_s", 0.05, "largest |image stamp - external odometry stamp| whose speed "
               "is used (scale_mode external); a frame without one keeps the previous scale, s", 0.0, 10.0),
     ParamSpec("external_odometry_wait_s", 0.05, "how long the worker waits for the external odometry of an image "
@@ -99,6 +107,17 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("min_depth_m", 0.5, "depth below this is published as NaN; near end of the colour map, m", 0.0, 100.0),
     ParamSpec("upsample_to_camera", False, "publish depth / mask at the camera's size (else the network's)"),
     ParamSpec("max_stamp_gap_s", 1.0, "a forward stamp jump larger than this restarts odometry, s", 0.001, 3600.0),
+    ParamSpec("still_detection", True, "still camera: when the images show no camera motion (robust photometric "
+              "test against the image noise; a moving object is not camera motion) and the pose net's motion is "
+              "within still_max_translation_m / still_max_rotation_deg, publish zero motion and keep the odometry "
+              "pose"),
+    ParamSpec("still_threshold_px", 0.6, "still camera: image motion above which the camera moves: 75th percentile "
+              "of the textured pixels' normal flow, in pixels of a 160-pixel-wide copy of the image (1 px = 1/160 of "
+              "the width); measured: handheld 'still' Kinect 0.15-0.56, KITTI driving 1.6-3.3", 0.05, 20.0),
+    ParamSpec("still_max_translation_m", 0.25, "still camera: largest pose-net translation per frame pair (after "
+              "the scale) that a still image may zero; a larger one is kept as motion, m", 0.0, 100.0),
+    ParamSpec("still_max_rotation_deg", 5.0, "still camera: largest pose-net rotation per frame pair that a still "
+              "image may zero; a larger one is kept as motion, degrees", 0.0, 180.0),
     ParamSpec("mask_threshold", 0.15, "dynamic probability above which a pixel is a moving object (255); "
               "0.15 is best for the bundled model on its validation drive (seed 99)", 0.0, 1.0),
     ParamSpec("diagnostics_period_s", 1.0, "period of /diagnostics messages, s", 0.1, 60.0),
@@ -131,6 +150,9 @@ class NodeParams:
     scale_mode: str
     camera_height_m: float
     fixed_scale: float
+    ground_max_tilt_deg: float
+    ground_min_inlier_fraction: float
+    scale_max_jump: float
     external_odometry_tolerance_s: float
     external_odometry_wait_s: float
     image_transport: str
@@ -154,10 +176,18 @@ class NodeParams:
     min_depth_m: float
     upsample_to_camera: bool
     max_stamp_gap_s: float
+    still_detection: bool
+    still_threshold_px: float
+    still_max_translation_m: float
+    still_max_rotation_deg: float
     mask_threshold: float
     diagnostics_period_s: float
     log_throttle_s: float
     pose_covariance: tuple[float, ...] = field(default=(0.0,) * 36)
+
+    def up_cam(self) -> tuple[float, float, float]:
+        """'up' (the base frame's +z, REP 103) in the camera's optical frame: R_base_cam^T [0, 0, 1]."""
+        return tuple(float(v) for v in self.T_base_cam.R.T @ np.array([0.0, 0.0, 1.0]))
 
     def fallback_intrinsics(self, width: int, height: int) -> Intrinsics | None:
         """Intrinsics from the fx/fy/cx/cy parameters for a ``width`` x ``height`` image, or None
@@ -258,6 +288,8 @@ def validate(values: dict[str, Any], check_model_files: bool = True) -> NodePara
         model_dir=model_dir, backend=v["backend"], device=v["device"], fp16=v["fp16"], threads=v["threads"],
         engine_cache_dir=v["engine_cache_dir"], scale_mode=v["scale_mode"],
         camera_height_m=v["camera_height_m"], fixed_scale=v["fixed_scale"],
+        ground_max_tilt_deg=v["ground_max_tilt_deg"], ground_min_inlier_fraction=v["ground_min_inlier_fraction"],
+        scale_max_jump=v["scale_max_jump"],
         external_odometry_tolerance_s=v["external_odometry_tolerance_s"],
         external_odometry_wait_s=v["external_odometry_wait_s"], image_transport=v["image_transport"],
         camera_info_sync_tolerance_s=v["camera_info_sync_tolerance_s"],
@@ -267,7 +299,9 @@ def validate(values: dict[str, Any], check_model_files: bool = True) -> NodePara
         publish_points=v["publish_points"], points_decimation=v["points_decimation"], input_qos=v["input_qos"],
         output_qos=v["output_qos"], qos_depth=v["qos_depth"], max_depth_m=v["max_depth_m"],
         min_depth_m=v["min_depth_m"], upsample_to_camera=v["upsample_to_camera"],
-        max_stamp_gap_s=v["max_stamp_gap_s"], mask_threshold=v["mask_threshold"],
+        max_stamp_gap_s=v["max_stamp_gap_s"], still_detection=v["still_detection"],
+        still_threshold_px=v["still_threshold_px"], still_max_translation_m=v["still_max_translation_m"],
+        still_max_rotation_deg=v["still_max_rotation_deg"], mask_threshold=v["mask_threshold"],
         diagnostics_period_s=v["diagnostics_period_s"], log_throttle_s=v["log_throttle_s"],
         pose_covariance=tuple(covariance.ravel().tolist()),
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from depth_sfm_ros.ros.params import NodeParams, ParameterError
 from depth_sfm_ros.runtime.image_io import SUPPORTED_ENCODINGS
+from depth_sfm_ros.runtime.motion_gate import MotionGateConfig
 from depth_sfm_ros.runtime.pipeline import Pipeline, PipelineConfig
 
 
@@ -13,9 +14,14 @@ def pipeline_config(params: NodeParams) -> PipelineConfig:
         model=params.model_dir, backend=params.backend, device=params.device, fp16=params.fp16,
         threads=params.threads or None, engine_cache_dir=params.engine_cache_dir or None,
         scale_mode=params.scale_mode, fixed_scale=params.fixed_scale, camera_height_m=params.camera_height_m,
+        up_cam=params.up_cam(), ground_max_tilt_deg=params.ground_max_tilt_deg,
+        ground_min_inlier_ratio=params.ground_min_inlier_fraction, scale_max_jump=params.scale_max_jump,
         upsample_to_camera=params.upsample_to_camera, min_depth_m=params.min_depth_m,
         max_depth_m=params.max_depth_m, mask_threshold=params.mask_threshold,
-        max_stamp_gap_s=params.max_stamp_gap_s)
+        max_stamp_gap_s=params.max_stamp_gap_s,
+        motion_gate=MotionGateConfig(enabled=params.still_detection, threshold_px=params.still_threshold_px,
+                                     max_translation_m=params.still_max_translation_m,
+                                     max_rotation_deg=params.still_max_rotation_deg))
 
 
 def create_pipeline(params: NodeParams) -> Pipeline:

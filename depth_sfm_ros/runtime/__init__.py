@@ -7,7 +7,8 @@ Modules (nothing here imports torch, tensorrt or rclpy at import time):
 - ``backends``: ``Backend`` / ``BackendOutput`` / ``create_backend`` and the ONNX Runtime backend;
   ``torch_backend`` and ``tensorrt_backend`` are imported when selected.
 - ``tensorrt_engine``: engine cache keys, atomic cache writes, rebuild / refuse, engine building.
-- ``scale``: metric scale (none / fixed / camera_height / external); ``odometry``: pose integration.
+- ``scale``: metric scale (none / fixed / camera_height / external) with the ground-plane judgement;
+  ``odometry``: pose integration; ``motion_gate``: still-camera detection.
 - ``pipeline``: ``PipelineConfig``, ``Pipeline.process`` -> ``FrameResult``.
 - ``tiny_model``: a tiny untrained model in the exported format (tests, benchmarks).
 - ``export`` / ``model_card``: export side (ONNX, model card, engines).

@@ -160,3 +160,41 @@ class ImagePreprocessor:
                 plane += np.float32(offset)
                 np.clip(plane, 0.0, 1.0, out=plane)
         return out
+
+
+# ITU-R BT.601 luma weights of R, G, B (what cv2.COLOR_RGB2GRAY uses)
+_LUMA_RGB = (0.299, 0.587, 0.114)
+
+
+def grey_at_width(image: np.ndarray, encoding: str, width: int,
+                  value_range: tuple[float, float] | None = None, max_height: int | None = None) -> np.ndarray:
+    """A small grey copy of a raw image: (h, ``width``) float32 in [0, 1], h = round(H * width / W),
+    clipped to [1, ``max_height``] (an absurdly tall image would otherwise give a huge copy).
+
+    The raw integer image is resized first (``cv2.INTER_AREA`` when shrinking, linear when enlarging),
+    so a 640x480 frame costs a 160x120 conversion, not a full-size one. Grey is BT.601 luma of R, G, B;
+    mono encodings are used as they are (mono16 mapped through ``value_range`` as in :func:`to_rgb_float`).
+    """
+    _validate_value_range(value_range)
+    image, spec = check_image(image, encoding)
+    if int(width) != width or width < 1:
+        raise ValueError(f"width must be a positive integer, got {width!r}")
+    height_in, width_in = image.shape[:2]
+    width = int(width)
+    height = max(1, int(round(height_in * width / width_in)))
+    if max_height is not None:
+        height = min(height, max(1, int(max_height)))
+    src = image[:, :, 0] if spec.channels == 1 else image
+    if not src.flags.c_contiguous:
+        src = np.ascontiguousarray(src)
+    if (width, height) != (width_in, height_in):
+        interpolation = cv2.INTER_AREA if width < width_in else cv2.INTER_LINEAR
+        src = cv2.resize(src, (width, height), interpolation=interpolation)
+    if src.ndim == 2:
+        grey = src.astype(np.float32)
+    else:
+        grey = sum(np.float32(weight) * src[:, :, source].astype(np.float32)
+                   for weight, source in zip(_LUMA_RGB, spec.rgb_source))
+    gain, offset = _scale_and_offset(spec, value_range)
+    grey = grey * np.float32(gain) + np.float32(offset)
+    return np.clip(grey, 0.0, 1.0, out=grey)

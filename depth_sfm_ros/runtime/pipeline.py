@@ -1,8 +1,13 @@
 """The ROS-free Pipeline: camera image -> metric depth, dynamic mask, relative pose, odometry.
 
 One object serves the ROS node, the bag evaluator and the demo. Per frame:
-preprocess (resize + convert into a preallocated buffer) -> backend.infer(cur, prev) ->
-postprocess (scale recovery, depth range / NaN, optional upsampling, mask threshold, odometry).
+preprocess (resize + convert into a preallocated buffer) -> backend.infer(cur, ref) ->
+postprocess (still-camera test, scale recovery, depth range / NaN, optional upsampling, mask
+threshold, odometry).
+
+``ref`` is the reference frame: the previous frame, except after still frames (see
+:mod:`~depth_sfm_ros.runtime.motion_gate`): a frame the motion gate finds still publishes no motion
+and does not replace the reference, so a slow motion accumulates against it until it shows.
 
 No torch or rclpy at module level: backends import their libraries when created.
 """
@@ -12,7 +17,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 import cv2
 import numpy as np
@@ -20,8 +25,9 @@ import numpy as np
 from ..geometry import Intrinsics, Pose
 from .image_io import ImagePreprocessor, check_image
 from .model_dir import card_intrinsics
+from .motion_gate import MotionDecision, MotionGate, MotionGateConfig
 from .odometry import OdometryIntegrator
-from .scale import SCALE_MODES, ScaleEstimator
+from .scale import SCALE_MODES, UP_OPTICAL, ScaleEstimator, ScaleState
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +41,12 @@ class PipelineConfig:
     scale_mode: none | fixed | camera_height | external; fixed_scale for 'fixed', camera_height_m
         (camera optical centre above the ground, metres) for 'camera_height'; scale_window frames of
         median smoothing; ground_region_top: the ground plane is fitted below this fraction of the height.
+    up_cam: the 'up' direction (against gravity) in the camera's optical frame, from the camera mounting
+        ((0, -1, 0) for a level, forward-looking camera); ground_max_tilt_deg: a ground plane whose normal
+        is further from up is refused; ground_min_inlier_ratio: one with fewer inliers is refused;
+        scale_max_jump: an estimate off the smoothed scale by more than this factor is refused
+        (see :class:`~depth_sfm_ros.runtime.scale.ScaleEstimator`).
+    motion_gate: still-camera detection (:class:`~depth_sfm_ros.runtime.motion_gate.MotionGateConfig`).
     upsample_to_camera: depth / mask at the camera's size (else at the network size).
     min_depth_m / max_depth_m: published depth range, NaN outside.
     mask_threshold: dynamic_prob >= threshold -> dynamic_mask 255.
@@ -55,6 +67,11 @@ class PipelineConfig:
     camera_height_m: float = 1.65
     scale_window: int = 15
     ground_region_top: float = 0.6
+    up_cam: Sequence[float] = UP_OPTICAL
+    ground_max_tilt_deg: float = 20.0
+    ground_min_inlier_ratio: float = 0.3
+    scale_max_jump: float = 1.5
+    motion_gate: MotionGateConfig = field(default_factory=MotionGateConfig)
     upsample_to_camera: bool = False
     min_depth_m: float = 0.1
     max_depth_m: float = 80.0
@@ -81,6 +98,19 @@ class PipelineConfig:
             raise ValueError(f"PipelineConfig.ground_region_top must be in [0, 1), got {self.ground_region_top!r}")
         if int(self.scale_window) != self.scale_window or self.scale_window < 1:
             raise ValueError(f"PipelineConfig.scale_window must be a positive integer, got {self.scale_window!r}")
+        up = np.asarray(self.up_cam, dtype=np.float64).ravel() if not isinstance(self.up_cam, str) else np.zeros(0)
+        if up.shape != (3,) or not np.all(np.isfinite(up)) or np.linalg.norm(up) < 1e-9:
+            raise ValueError(f"PipelineConfig.up_cam must be a finite non-zero 3-vector, got {self.up_cam!r}")
+        if not _finite(self.ground_max_tilt_deg) or not 0 < self.ground_max_tilt_deg <= 45:
+            raise ValueError(f"PipelineConfig.ground_max_tilt_deg must be in (0, 45], got {self.ground_max_tilt_deg!r}")
+        if not _finite(self.ground_min_inlier_ratio) or not 0 < self.ground_min_inlier_ratio < 1:
+            raise ValueError(f"PipelineConfig.ground_min_inlier_ratio must be in (0, 1), "
+                             f"got {self.ground_min_inlier_ratio!r}")
+        if not _finite(self.scale_max_jump) or not self.scale_max_jump > 1:
+            raise ValueError(f"PipelineConfig.scale_max_jump must be a number > 1, got {self.scale_max_jump!r}")
+        if not isinstance(self.motion_gate, MotionGateConfig):
+            raise ValueError(f"PipelineConfig.motion_gate must be a MotionGateConfig, got "
+                             f"{type(self.motion_gate).__name__}")
 
 
 def _finite(value: Any) -> bool:
@@ -94,12 +124,21 @@ class FrameResult:
 
     depth_m: (h, w) float32 metres, NaN where unknown / outside [min_depth_m, max_depth_m].
     intrinsics: of depth_m (network size, or camera size when upsampled).
-    dynamic_prob: (h, w) float32 in [0, 1] or None (first frame after a (re)start, or no mask model).
+    dynamic_prob: (h, w) float32 in [0, 1] or None (first frame after a (re)start, or no mask model);
+        moving against the reference frame (the previous frame, or the last moving one during a still stretch).
     dynamic_mask: (h, w) uint8 0/255 or None (same cases).
-    T_prev_cur: metric relative pose or None (first frame after a (re)start).
-    T_odom_cam: integrated camera pose in odom.
+    T_prev_cur: metric relative pose since the previous frame, or None (first frame after a (re)start);
+        the identity for a still frame. After a still stretch it is the motion since the last moving
+        frame, which equals the motion since the previous frame (still frames moved nothing).
+    T_odom_cam: integrated camera pose in odom (unchanged by a still frame).
     scale: the factor applied to network depth and translation; scale_valid False until estimated.
     reset / reset_reason: odometry was (re)started at this frame, and why.
+    still: the motion gate found the camera still (zero motion published).
+    motion_state: "first" (no pair: first frame after a (re)start), "still", "moving", or "unchecked"
+        (motion gate disabled).
+    motion: the gate's numbers (:class:`~depth_sfm_ros.runtime.motion_gate.MotionDecision`) or None.
+    scale_state: status / assumption / refusal counts of the scale
+        (:class:`~depth_sfm_ros.runtime.scale.ScaleState`).
     """
 
     depth_m: np.ndarray
@@ -115,6 +154,10 @@ class FrameResult:
     frame_index: int
     stamp_s: float
     timings_ms: dict = field(default_factory=dict)
+    still: bool = False
+    motion_state: str = "first"
+    motion: MotionDecision | None = None
+    scale_state: ScaleState | None = None
 
 
 class Pipeline:
@@ -137,14 +180,19 @@ class Pipeline:
         h, w = backend.input_hw
         self._pre = ImagePreprocessor(h, w, value_range=config.mono16_range)
         self._buffers = [np.zeros((1, 3, h, w), np.float32) for _ in range(2)]
-        self._cur = 0  # index of the buffer holding the current frame
+        self._cur = 0  # index of the buffer holding the reference frame (the next frame goes into the other)
         self.scale = ScaleEstimator(config.scale_mode, fixed_scale=config.fixed_scale,
                                     camera_height_m=config.camera_height_m, window=config.scale_window,
-                                    region_top=config.ground_region_top)
+                                    region_top=config.ground_region_top, up=config.up_cam,
+                                    max_tilt_deg=config.ground_max_tilt_deg,
+                                    min_inlier_ratio=config.ground_min_inlier_ratio, max_jump=config.scale_max_jump)
+        self.motion_gate = MotionGate(config.motion_gate)
         self.odometry = OdometryIntegrator()
         self._warned_intrinsics = False
         self._has_prev = False
         self._prev_stamp_s: float | None = None
+        self._ref_stamp_s: float | None = None  # stamp of the reference frame (in the buffer at self._cur)
+        self._ref_grey: np.ndarray | None = None  # its small grey copy for the motion gate
         self._prev_size: tuple[int, int] | None = None
         self.frame_index = 0
 
@@ -156,6 +204,8 @@ class Pipeline:
 
     def _reset_state(self) -> None:
         self._has_prev = False
+        self._ref_grey = None
+        self._ref_stamp_s = None
         self.odometry.reset()
 
     def _intrinsics(self, intrinsics: Intrinsics | np.ndarray | None, width: int, height: int) -> Intrinsics:
@@ -222,21 +272,33 @@ class Pipeline:
         first = not self._has_prev
         if first and not reason:
             reason = "first frame" if self.frame_index == 0 else "restart"
-        dt_s = None if first or self._prev_stamp_s is None else float(stamp_s) - self._prev_stamp_s
+        # since the reference frame (the previous one unless still frames came between)
+        dt_s = None if first or self._ref_stamp_s is None else float(stamp_s) - self._ref_stamp_s
 
-        prev_buffer = self._buffers[self._cur]
+        ref_buffer = self._buffers[self._cur]
         cur_buffer = self._buffers[1 - self._cur]
         self._pre(image3, encoding, out=cur_buffer)
+        gate = self.config.motion_gate
+        cur_grey = self.motion_gate.grey(image3, encoding, self.config.mono16_range) if gate.enabled else None
         t1 = time.perf_counter()
-        output = self.backend.infer(cur_buffer, None if first else prev_buffer)
+        output = self.backend.infer(cur_buffer, None if first else ref_buffer)
         t2 = time.perf_counter()
 
         h_net, w_net = self.backend.input_hw
         net_K = cam_K.scaled(w_net, h_net)
         depth_net = np.asarray(output.depth, dtype=np.float32)
         T_rel = Pose.from_vec(output.pose_vec) if output.pose_vec is not None else None
+        motion: MotionDecision | None = None
+        motion_state = "first" if first else "unchecked"
+        if not first and cur_grey is not None and self._ref_grey is not None:
+            image_motion = self.motion_gate.image_motion(self._ref_grey, cur_grey)
+            # the pose net's motion at the scale so far (this frame's estimate may use the decision)
+            motion = self.motion_gate.decide(
+                image_motion, None if T_rel is None else T_rel.with_translation_scaled(self.scale.scale))
+            motion_state = "still" if motion.still else "moving"
+        still = motion_state == "still"
         scale = self.scale.update(depth=depth_net, intrinsics=net_K,
-                                  translation=None if T_rel is None else T_rel.t, dt_s=dt_s,
+                                  translation=None if T_rel is None or still else T_rel.t, dt_s=dt_s,
                                   speed_mps=external_speed_mps)
         if self.config.upsample_to_camera and (width, height) != (w_net, h_net):
             depth_m = cv2.resize(depth_net, (width, height), interpolation=cv2.INTER_LINEAR)
@@ -256,11 +318,23 @@ class Pipeline:
             dynamic_prob = np.array(prob, dtype=np.float32, copy=True)
             dynamic_mask = np.where(dynamic_prob >= self.config.mask_threshold, 255, 0).astype(np.uint8)
 
-        T_prev_cur = None if T_rel is None else T_rel.with_translation_scaled(scale)
-        T_odom_cam = self.odometry.T_odom_cam if T_prev_cur is None else self.odometry.update(T_prev_cur)
+        if T_rel is None:
+            T_prev_cur = None
+        elif still:
+            T_prev_cur = Pose.identity()  # no motion published; the odometry pose stays
+        else:
+            T_prev_cur = T_rel.with_translation_scaled(scale)
+        if T_prev_cur is None or still:
+            T_odom_cam = self.odometry.T_odom_cam
+        else:
+            T_odom_cam = self.odometry.update(T_prev_cur)
         t3 = time.perf_counter()
 
-        self._cur = 1 - self._cur
+        # the current frame becomes the reference unless it is still (then the reference stays, up to an age)
+        if not still or float(stamp_s) - self._ref_stamp_s > gate.max_reference_age_s:
+            self._cur = 1 - self._cur
+            self._ref_grey = cur_grey
+            self._ref_stamp_s = float(stamp_s)
         self._has_prev = True
         self._prev_stamp_s = float(stamp_s)
         self._prev_size = (width, height)
@@ -269,7 +343,8 @@ class Pipeline:
             T_prev_cur=T_prev_cur, T_odom_cam=T_odom_cam, scale=float(scale), scale_valid=self.scale.valid,
             reset=first, reset_reason=reason if first else "", frame_index=self.frame_index, stamp_s=float(stamp_s),
             timings_ms={"preprocess": (t1 - t0) * 1e3, "infer": (t2 - t1) * 1e3, "postprocess": (t3 - t2) * 1e3,
-                        "total": (t3 - t0) * 1e3})
+                        "total": (t3 - t0) * 1e3},
+            still=still, motion_state=motion_state, motion=motion, scale_state=self.scale.state())
         self.frame_index += 1
         return result
 
