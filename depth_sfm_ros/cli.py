@@ -14,7 +14,8 @@ from typing import Sequence
 
 # name -> (module, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "synth": ("depth_sfm_ros.synth.cli", "render a synthetic driving sequence with ground truth (KITTI folder + rosbag2)"),
+    "synth": ("depth_sfm_ros.synth.cli", "render a synthetic sequence with ground truth (KITTI folder + rosbag2); "
+              "--randomize train|heldout for domain randomisation"),
     "train": ("depth_sfm_training.cli", "self-supervised training from a YAML config (torchrun for multi-GPU)"),
     "evaluate": ("depth_sfm_training.evaluate", "KITTI Eigen / Cityscapes / odometry / synthetic evaluation of a checkpoint"),
     "export": ("depth_sfm_ros.runtime.export", "export a checkpoint to ONNX (+ model card) and optionally TensorRT engines"),

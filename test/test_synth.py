@@ -165,6 +165,45 @@ def test_depth_png_encoding_and_bad_files(tmp_path):
         read_kitti_folder(tmp_path)
 
 
+# sha256 of the classic renderer's output (every frame's image, depth, dynamic mask, instance ids, pose
+# and stamp, then the intrinsics), computed with the renderer as it was BEFORE domain randomisation
+# existed; randomize="none" must keep reproducing it bit for bit. Float rounding of numpy's SIMD
+# kernels can differ across numpy versions and CPUs, so the pin is checked where it was recorded.
+CLASSIC_PIN_PLATFORM = ("2.4.6", True)  # numpy version, AVX512_SKX available
+CLASSIC_OUTPUT_SHA256 = {
+    (1, 96, 32, 3, 10.0, None, None, None): "4c95ca40cc8e46fb9beae1d4a009adb3c4f2a001a80b18db526c4ebdc9d06c40",
+    (4, 64, 32, 3, 5.0, None, None, None): "ed79fd8453b8dbe510e574b22c719ad451f88b8618903d0abf2766785aa203f4",
+    (7, 96, 64, 4, 10.0, 5.0, 20.0, 1.2): "ef6defc576ba07031ea8f429204175a1f5c2002844f04a3106fe6e4676d279f3",
+}
+
+
+def _sequence_sha256(seq) -> str:
+    import hashlib
+    h = hashlib.sha256()
+    for f in seq:
+        for array in (f.image_rgb, f.depth_m, f.dynamic_mask, f.instance_ids, f.T_world_cam.matrix):
+            h.update(np.ascontiguousarray(array).tobytes())
+        h.update(str(f.stamp_ns).encode())
+    K = seq.intrinsics
+    h.update(repr((K.fx, K.fy, K.cx, K.cy, K.width, K.height)).encode())
+    return h.hexdigest()
+
+
+@pytest.mark.parametrize("key", sorted(CLASSIC_OUTPUT_SHA256))
+def test_classic_profile_output_is_pinned_bit_for_bit(key):
+    from numpy._core._multiarray_umath import __cpu_features__
+    if (np.__version__, bool(__cpu_features__.get("AVX512_SKX"))) != CLASSIC_PIN_PLATFORM:
+        pytest.skip(f"pin recorded on numpy/AVX512_SKX {CLASSIC_PIN_PLATFORM}")
+    seed, width, height, frames, fps, speed, gap, camera_height = key
+    kwargs = dict(speed_mean_mps=speed, lead_gap_m=gap) if speed is not None else {}
+    if camera_height is not None:
+        kwargs["camera_height_m"] = camera_height
+    config = SynthConfig(seed=seed, width=width, height=height, num_frames=frames, fps=fps, **kwargs)
+    assert config == SynthConfig(randomize="none", scene="street", seed=seed, width=width, height=height,
+                                 num_frames=frames, fps=fps, **kwargs)
+    assert _sequence_sha256(render_sequence(config)) == CLASSIC_OUTPUT_SHA256[key]
+
+
 def test_config_validation():
     with pytest.raises(ValueError, match="image size"):
         SynthConfig(width=8)

@@ -3,9 +3,12 @@
 Example::
 
     depth-sfm synth --out /tmp/street --seed 3 --frames 200 --format kitti,mcap --compressed
+    depth-sfm synth --out /tmp/train_7 --seed 7 --randomize train --scene mixed --width 640
 
 Output: ``OUT/kitti/``, ``OUT/bag_mcap/``, ``OUT/bag_sqlite3/`` (bag directories must not exist).
-Frames are rendered once and streamed to all writers, so memory stays constant.
+Frames are rendered once and streamed to all writers, so memory stays constant. Randomised
+profiles (``--randomize train|heldout``) also write what they drew to ``OUT/randomization.yaml``
+and, with the kitti format, ``OUT/kitti/randomization.yaml`` beside calib.txt.
 """
 from __future__ import annotations
 
@@ -16,7 +19,10 @@ from pathlib import Path
 from queue import Queue
 from typing import Iterator
 
+from .randomization import PROFILES, SCENE_CHOICES
+
 FORMATS = ("kitti", "mcap", "sqlite3")
+RANDOMIZATION_FILE = "randomization.yaml"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,15 +30,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="scene seed (same seed -> identical data)")
     parser.add_argument("--frames", type=int, default=200, help="number of frames")
     parser.add_argument("--width", type=int, default=640, help="image width in pixels")
-    parser.add_argument("--height", type=int, default=192, help="image height in pixels")
+    parser.add_argument("--height", type=int, default=None,
+                        help="image height in pixels (default: 192 with --randomize none, otherwise the profile's "
+                             "aspect ratio picks it from the width)")
     parser.add_argument("--fps", type=float, default=10.0, help="frame rate (Hz)")
     parser.add_argument("--format", default=",".join(FORMATS),
                         help=f"comma-separated subset of {','.join(FORMATS)} (default: all)")
     parser.add_argument("--compressed", action="store_true",
                         help="also write /camera/image_raw/compressed (sensor_msgs/CompressedImage) to bags")
     parser.add_argument("--compressed-format", choices=("png", "jpeg"), default="png")
+    parser.add_argument("--randomize", choices=PROFILES, default="none",
+                        help="domain randomisation profile: none = the classic street (unchanged output), "
+                             "train = training ranges, heldout = ranges never used in training")
+    parser.add_argument("--scene", choices=SCENE_CHOICES, default="street",
+                        help="scene family (intersection / indoor / mixed need --randomize train|heldout; "
+                             "mixed: the seed picks the family)")
     parser.add_argument("--camera-frame-id", default="camera_optical_frame")
     parser.add_argument("--odom-frame-id", default="odom")
+
+
+def _write_yaml(path: Path, record: dict) -> None:
+    import yaml
+
+    with open(path, "w") as fh:
+        yaml.safe_dump(record, fh, sort_keys=False)
 
 
 def _parse_formats(text: str) -> list[str]:
@@ -77,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         formats = _parse_formats(args.format)
         config = SynthConfig(seed=args.seed, width=args.width, height=args.height, num_frames=args.frames,
-                             fps=args.fps)
+                             fps=args.fps, randomize=args.randomize, scene=args.scene)
     except ValueError as exc:
         print(f"depth-sfm synth: {exc}")
         return 2
@@ -89,6 +110,9 @@ def run(args: argparse.Namespace) -> int:
             return 2
     out.mkdir(parents=True, exist_ok=True)
     scene = SyntheticScene(config)
+    record = scene.randomization_record()
+    if record is not None:
+        _write_yaml(out / RANDOMIZATION_FILE, record)
     t0 = time.perf_counter()
     errors: list[BaseException] = []
     streams = _tee((scene.render_frame(i) for i in range(config.num_frames)), len(formats), errors)
@@ -99,7 +123,11 @@ def run(args: argparse.Namespace) -> int:
             if fmt == "kitti":
                 meta = {"seed": config.seed, "fps": config.fps, "dynamic_ids": [int(i) for i in scene.dynamic_ids],
                         "lead_id": scene.lead_id}
+                if record is not None:
+                    meta.update(randomize=config.randomize, scene=record["scene"])
                 results[fmt] = write_kitti_folder(frames, scene.intrinsics, targets[fmt], meta=meta)
+                if record is not None:
+                    _write_yaml(targets[fmt] / RANDOMIZATION_FILE, record)
             else:
                 results[fmt] = write_rosbag(frames, scene.intrinsics, targets[fmt], storage=fmt,
                                             compressed=args.compressed, compressed_format=args.compressed_format,
@@ -121,6 +149,11 @@ def run(args: argparse.Namespace) -> int:
     K = scene.intrinsics
     print(f"rendered {config.num_frames} frames {K.width}x{K.height} (seed {config.seed}) in {elapsed:.1f} s; "
           f"fx={K.fx:.2f} fy={K.fy:.2f} cx={K.cx:.2f} cy={K.cy:.2f}")
+    if record is not None:
+        cam = record["camera"]
+        print(f"  randomize {config.randomize}: scene {record['scene']} {record['layout']['indoor_layout']}".rstrip()
+              + f", hfov {cam['hfov_deg']:.1f} deg, camera height {cam['camera_height_m']:.2f} m, pitch "
+              f"{cam['pitch_down_deg']:.1f} deg, roll {cam['roll_deg']:.1f} deg  ({out / RANDOMIZATION_FILE})")
     for fmt in formats:
         result = results[fmt]
         if fmt == "kitti":

@@ -12,6 +12,9 @@ Layout (all frames numbered %06d)::
     calib.txt                 P0..P3 = [K | 0] (3x4, row-major, KITTI odometry style), Tr = identity
     times.txt                 seconds since the first frame, one per line
     meta.json                 start_stamp_ns, seed, image size, fps, dynamic / lead instance ids
+                              (+ randomize, scene for randomised profiles)
+    randomization.yaml        randomised profiles only (written by ``depth-sfm synth``): what the
+                              profile drew (camera, lighting, photometric chain, layout)
 """
 from __future__ import annotations
 
