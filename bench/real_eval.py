@@ -7,6 +7,7 @@ Prints a table, then one JSON line; ``--out DIR`` also writes ``real_eval_<stamp
 
     python bench/real_eval.py                                       # bundled model, onnxruntime
     python bench/real_eval.py --model runs/x/checkpoints/last.pt    # a checkpoint (exported first)
+    python bench/real_eval.py --dataset tum_rgbd --path ~/data/rgbd_dataset_freiburg1_desk --depth-range 0.1 10
 """
 from __future__ import annotations
 
@@ -20,7 +21,10 @@ import time
 from pathlib import Path
 
 from depth_sfm_ros.runtime.model_dir import DEFAULT_MODEL_DIR
-from depth_sfm_training.real_benchmark import DEFAULT_REAL_ROOT, clean, evaluate, example_strip, markdown
+import yaml
+
+from depth_sfm_training.real_benchmark import (DEFAULT_REAL_ROOT, clean, evaluate, evaluate_dataset, example_strip,
+                                               markdown)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,6 +35,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backend", default="onnxruntime", choices=("onnxruntime", "torch"))
     parser.add_argument("--real-root", type=Path, default=DEFAULT_REAL_ROOT,
                         help="folder with the real sequences (default ../shared/real)")
+    parser.add_argument("--dataset", default=None,
+                        help="instead of the development sequences: any dataset type (seven_scenes, tum_rgbd, euroc, "
+                             "kitti_odom, kitti_raw, ...; see docs/real_data.md) at --path")
+    parser.add_argument("--path", type=Path, default=None, help="the dataset's folder (with --dataset)")
+    parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra dataset option (YAML value), e.g. frames=[0,300] or sequences=[09]")
+    parser.add_argument("--depth-range", type=float, nargs=2, default=(0.1, 80.0), metavar=("MIN_M", "MAX_M"),
+                        help="GT depth range scored with --dataset (indoor: 0.1 10)")
+    parser.add_argument("--camera-height", type=float, default=None,
+                        help="with --dataset: the camera's height above the ground in m, to score the node's "
+                             "camera_height metric scale (else the depth's median scale is used)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--max-frames", type=int, default=None, help="at most this many frames per part (smoke runs)")
     parser.add_argument("--machine", default=None, help="free text describing the machine, copied into the report")
@@ -39,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="also write a PNG strip of example frames: image | depth | GT depth | mask")
     args = parser.parse_args(argv)
     logging.getLogger("depth_sfm_ros.runtime.pipeline").setLevel(logging.ERROR)  # the resets are deliberate
-    if not args.real_root.is_dir():
+    if args.dataset is None and not args.real_root.is_dir():
         print(f"real sequences not found at {args.real_root} (see ../shared/real/README.md or docs/real_data.md)",
               file=sys.stderr)
         return 2
@@ -50,7 +65,19 @@ def main(argv: list[str] | None = None) -> int:
 
             export_checkpoint(model, Path(tmp) / "model", weights=False)
             model = str(Path(tmp) / "model")
-        report = clean(evaluate(model, args.backend, args.real_root, args.threads, args.max_frames))
+        if args.dataset is not None:
+            if args.path is None:
+                parser.error("--dataset needs --path")
+            dataset = {"type": args.dataset, "data_path": str(args.path)}
+            for option in args.option:
+                key, sep, value = option.partition("=")
+                if not sep:
+                    parser.error(f"--option must be KEY=VALUE, got {option!r}")
+                dataset[key] = yaml.safe_load(value)
+            report = clean(evaluate_dataset(model, args.backend, dataset, args.threads, args.max_frames,
+                                            tuple(args.depth_range), args.camera_height))
+        else:
+            report = clean(evaluate(model, args.backend, args.real_root, args.threads, args.max_frames))
         if args.pictures is not None:
             example_strip(model, args.real_root, args.pictures, args.backend)
     report["model"] = args.model

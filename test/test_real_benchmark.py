@@ -101,3 +101,18 @@ def test_bench_real_eval_runs_on_the_shared_sequences() -> None:
     assert report["sequences"]["kitti_odometry_51"]["parts"]["all"]["odometry"]["gt_speed_mps"] > 5.0
     assert len(report["sequences"]["davis_moving_camera"]["clips"]) == 6
     assert "| 7scenes_redkitchen | heldout |" in proc.stdout
+
+
+def test_bench_real_eval_scores_any_dataset_on_committed_fixtures() -> None:
+    """--dataset TYPE --path DIR: the same scores on a user's dataset (here the 7-Scenes fixture)."""
+    fixture = REPO / "test" / "fixtures" / "real_formats" / "seven_scenes"
+    proc = subprocess.run([sys.executable, str(REPO / "bench" / "real_eval.py"), "--dataset", "seven_scenes",
+                           "--path", str(fixture), "--depth-range", "0.1", "10"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    (row,) = report["sequences"].values()
+    row = row["parts"]["all"]
+    assert row["frames"] == 4
+    assert 0 < row["depth"]["model"]["abs_rel"] < 2 and 0 < row["depth"]["constant"]["abs_rel"] < 2
+    assert row["odometry"]["gt_speed_mps"] > 0

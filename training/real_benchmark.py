@@ -189,7 +189,37 @@ def _sequence(spec: SequenceSpec, root: Path):
     return KittiOdometryFolderSequence(root)
 
 
+def score_parts(pipeline: Pipeline, sequence, parts: list[Part], fps: float, depth_range_m: tuple[float, float],
+                prior: np.ndarray | None, metric_scale: bool, static_scene: bool, max_frames: int | None) -> dict:
+    """Run the pipeline over each part of one sequence and score it (the rows of one sequence)."""
+    rows = {}
+    for part in parts:
+        stop = part.stop if max_frames is None else min(part.stop, part.start + max_frames)
+        t0 = time.perf_counter()
+        results = run_pipeline(pipeline, sequence, part.start, stop, fps)
+        row: dict = {"frames": len(results), "heldout": part.heldout,
+                     "ms_per_frame": 1000 * (time.perf_counter() - t0) / max(len(results), 1)}
+        scale = None
+        if sequence.has_depth:
+            row["depth"] = depth_scores(results, sequence, part.start, depth_range_m, prior)
+            scale = row["depth"]["depth_scale"]
+        if metric_scale:
+            scale = 1.0  # the pipeline's own metric scale (camera_height mode)
+        row["odometry"] = odometry_scores(results, sequence, part.start, fps, scale)
+        if static_scene:
+            row["dynamic_fraction_static_scene"] = mask_fraction(results)
+        rows[part.name] = row
+    return rows
+
+
+def _pipeline(model: str, backend: str, threads: int, camera_height_m: float | None) -> Pipeline:
+    return Pipeline(PipelineConfig(
+        model=model, backend=backend, device="cpu", threads=threads, min_depth_m=1e-3, max_depth_m=1e4,
+        scale_mode="none" if camera_height_m is None else "camera_height", camera_height_m=camera_height_m or 1.0))
+
+
 def evaluate(model: str, backend: str, real_root: Path, threads: int, max_frames: int | None) -> dict:
+    """The development benchmark: every sequence of :func:`default_specs` found under ``real_root``."""
     from depth_sfm_training.datasets.real import REAL_DEV_SPLITS
 
     report: dict = {"model": model, "backend": backend, "sequences": {}}
@@ -198,10 +228,7 @@ def evaluate(model: str, backend: str, real_root: Path, threads: int, max_frames
         if not root.is_dir():
             report["sequences"][spec.key] = {"skipped": f"{root} not found"}
             continue
-        metric = spec.camera_height_m is not None
-        pipeline = Pipeline(PipelineConfig(
-            model=model, backend=backend, device="cpu", threads=threads, min_depth_m=1e-3, max_depth_m=1e4,
-            scale_mode="camera_height" if metric else "none", camera_height_m=spec.camera_height_m or 1.0))
+        pipeline = _pipeline(model, backend, threads, spec.camera_height_m)
         try:
             if spec.kind == "davis":
                 report["sequences"][spec.key] = {"clips": davis_scores(pipeline, root, spec.fps)}
@@ -211,26 +238,35 @@ def evaluate(model: str, backend: str, real_root: Path, threads: int, max_frames
             if sequence.has_depth:
                 train = REAL_DEV_SPLITS[spec.key]["train"]
                 prior = per_row_prior(sequence, range(train[0], train[1], 5), spec.depth_range_m)
-            rows = {}
-            for part in spec.parts:
-                stop = part.stop if max_frames is None else min(part.stop, part.start + max_frames)
-                t0 = time.perf_counter()
-                results = run_pipeline(pipeline, sequence, part.start, stop, spec.fps)
-                row: dict = {"frames": len(results), "heldout": part.heldout,
-                             "ms_per_frame": 1000 * (time.perf_counter() - t0) / max(len(results), 1)}
-                scale = None
-                if sequence.has_depth:
-                    row["depth"] = depth_scores(results, sequence, part.start, spec.depth_range_m, prior)
-                    scale = row["depth"]["depth_scale"]
-                if metric:
-                    scale = 1.0
-                row["odometry"] = odometry_scores(results, sequence, part.start, spec.fps, scale)
-                if spec.static_scene:
-                    row["dynamic_fraction_static_scene"] = mask_fraction(results)
-                rows[part.name] = row
+            rows = score_parts(pipeline, sequence, spec.parts, spec.fps, spec.depth_range_m, prior,
+                               spec.camera_height_m is not None, spec.static_scene, max_frames)
             report["sequences"][spec.key] = {"parts": rows}
         finally:
             pipeline.close()
+    return report
+
+
+def evaluate_dataset(model: str, backend: str, dataset: dict, threads: int, max_frames: int | None,
+                     depth_range_m: tuple[float, float] = (0.1, 80.0), camera_height_m: float | None = None,
+                     fps: float | None = None) -> dict:
+    """The same scores on any dataset config (``{"type": "tum_rgbd", "data_path": ...}``, see
+    ``depth_sfm_training.datasets``): one row per sequence over all its frames. The per-row baseline's
+    prior is the median over the sequence's own frames (an oracle: it has seen the test frames)."""
+    from depth_sfm_training.datasets import build_sequences
+
+    sequences, _ = build_sequences(dataset)
+    report: dict = {"model": model, "backend": backend, "dataset": dataset, "sequences": {}}
+    pipeline = _pipeline(model, backend, threads, camera_height_m)
+    try:
+        for sequence in sequences:
+            rate = fps or float(getattr(sequence, "nominal_fps", None) or 10.0)
+            prior = per_row_prior(sequence, range(0, len(sequence), 5), depth_range_m) if sequence.has_depth \
+                else None
+            rows = score_parts(pipeline, sequence, [Part("all", 0, len(sequence))], rate, depth_range_m, prior,
+                               camera_height_m is not None, False, max_frames)
+            report["sequences"][sequence.name] = {"parts": rows}
+    finally:
+        pipeline.close()
     return report
 
 
