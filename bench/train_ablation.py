@@ -22,6 +22,10 @@ CPU the numbers of a short run test the mechanics, not the methods. ``--init-wei
 from one checkpoint (fine-tuning, like the papers' ImageNet start) and adds that checkpoint's own row:
 
     python bench/train_ablation.py --steps 300 --init-weights runs/default/checkpoints/last.pt --out bench/results
+
+The normal / ranking losses (rows normal_losses, full) need a trained depth prior (``depth_prior.checkpoint``):
+``--set depth_prior.checkpoint=PATH``, else the ``--init-weights`` checkpoint (frozen) serves as the prior; without
+either those rows are refused before anything is trained.
 """
 from __future__ import annotations
 
@@ -209,6 +213,25 @@ def trivial_baselines(dataset, train_depths: np.ndarray) -> dict[str, dict[str, 
 
 
 # ------------------------------------------------------------------------------------------- main
+def _needs_prior(name: str, args: argparse.Namespace) -> bool:
+    """Whether row ``name`` (with the --set overrides) runs the normal / ranking losses with a checkpoint prior."""
+    from depth_sfm_training.config import CONFIG_DIR, load_config
+
+    config = load_config(CONFIG_DIR / f"{name}.yaml", list(args.set))
+    return bool((config["losses"]["normal"] or config["losses"]["ranking"])
+                and config["depth_prior"]["source"] == "checkpoint" and not config["depth_prior"]["checkpoint"])
+
+
+def _prior_overrides(name: str, args: argparse.Namespace) -> list[str]:
+    """``depth_prior.checkpoint`` for a row that needs a prior and has none: the --init-weights checkpoint."""
+    if not _needs_prior(name, args):
+        return []
+    if not args.init_weights:
+        raise SystemExit(f"row {name} needs a trained depth prior for its normal / ranking losses: pass "
+                         f"--set depth_prior.checkpoint=PATH or --init-weights CKPT (used as the prior)")
+    return [f"depth_prior.checkpoint={args.init_weights}"]
+
+
 def train_row(name: str, train_dir: Path, args: argparse.Namespace):
     """Train one experiment config (from ``--init-weights`` when given)."""
     from depth_sfm_training.config import CONFIG_DIR, load_config
@@ -223,6 +246,7 @@ def train_row(name: str, train_dir: Path, args: argparse.Namespace):
                  f"seed={args.seed}", "log.progress_bar=false", "log.tensorboard=false"] + list(args.set)
     if args.init_weights:
         overrides.append(f"model.init_weights={args.init_weights}")
+    overrides += _prior_overrides(name, args)
     config = load_config(CONFIG_DIR / f"{name}.yaml", overrides)
     t0 = time.perf_counter()
     trainer = Trainer(config, None)
@@ -286,6 +310,8 @@ def main(argv: list[str] | None = None) -> int:
     missing = [r for r in rows if not (CONFIG_DIR / f"{r}.yaml").is_file()]
     if missing:
         raise SystemExit(f"unknown rows {missing}; configs: {sorted(p.stem for p in CONFIG_DIR.glob('*.yaml'))}")
+    for name in rows:  # refuse a row that cannot run before training the others
+        _prior_overrides(name, args)
     machine = {"platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
                "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}

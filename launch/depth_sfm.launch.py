@@ -9,7 +9,8 @@ shipped config/depth_sfm.yaml is camera_height: a ground vehicle with the camera
 visible road; use none for handheld / drone cameras, see the README's "Metric scale"; the effective
 value is logged at launch), params_file (default: share/depth_sfm_ros/config/depth_sfm.yaml), namespace,
 use_sim_time (true when replaying a bag with --clock), rviz (open config/depth_sfm.rviz; with a
-namespace, a copy of it whose topics are in that namespace),
+namespace, a copy of it whose topics are in that namespace; rviz2 is optional, not a package dependency:
+without it the launch says how to install it and starts the node alone),
 dds_profile (Fast DDS XML profile for the node: default config/fastdds_large_images.xml, or the
 FASTRTPS_DEFAULT_PROFILES_FILE already set; "" = none. Large images need it, see that file).
 The node gets [params_file, overrides]: model/backend/scale_mode/use_sim_time given here win over the file;
@@ -20,7 +21,7 @@ import tempfile
 
 import yaml
 
-from ament_index_python.packages import get_package_share_directory
+from ament_index_python.packages import PackageNotFoundError, get_package_prefix, get_package_share_directory
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, LogInfo, OpaqueFunction
 from launch.conditions import IfCondition
@@ -89,7 +90,14 @@ def _node(context, *args, **kwargs):
 
 
 def _rviz(context, *args, **kwargs):
-    """rviz2 on config/depth_sfm.rviz; with a namespace, on a copy whose topics are in that namespace."""
+    """rviz2 on config/depth_sfm.rviz; with a namespace, on a copy whose topics are in that namespace.
+    rviz2 is optional (a headless robot has none): when it is not installed, a log line instead."""
+    try:
+        get_package_prefix("rviz2")
+    except PackageNotFoundError:
+        return [LogInfo(msg="depth_sfm: rviz:=true but rviz2 is not installed (it is optional, not a dependency "
+                            "of depth_sfm_ros); install it with: sudo apt install ros-$ROS_DISTRO-rviz2. "
+                            "Starting depth_sfm_node without rviz2")]
     config = os.path.join(get_package_share_directory(PACKAGE), RVIZ_FILE)
     namespace = LaunchConfiguration("namespace").perform(context).strip("/")
     if namespace:

@@ -91,6 +91,34 @@ def test_auto_selection_on_this_machine(tiny, caplog):
     assert auto_backend_order(model_dir, "cpu")[0][1] == "cpu"
 
 
+def test_onnxruntime_reports_the_providers_the_session_really_uses(tiny, monkeypatch, caplog):
+    """onnxruntime-gpu whose CUDA / cuDNN libraries do not match lists CUDAExecutionProvider but its sessions
+    run on the CPU. Reproduced with the real (CPU) onnxruntime by making it list CUDA: the session falls back
+    exactly as onnxruntime-gpu does. The backend must report the CPU, refuse device='cuda', and auto must
+    not rank it as a GPU backend."""
+    import onnxruntime as ort
+
+    from depth_sfm_ros.runtime.backends import OnnxRuntimeBackend
+
+    listed = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    monkeypatch.setattr(ort, "get_available_providers", lambda: listed)
+    model_dir = tiny[0]
+    with caplog.at_level(logging.WARNING, logger="depth_sfm_ros.runtime.backends"):
+        backend = OnnxRuntimeBackend(model_dir, device="auto", threads=1)
+    assert backend.device == "cpu"
+    assert "runs on ['CPUExecutionProvider']" in caplog.text and "cuDNN" in caplog.text
+    assert backend.infer(*_images(3)).pose_vec is not None  # and it works, on the CPU
+    with pytest.raises(RuntimeError, match="CUDA / cuDNN libraries do not match") as refused:
+        OnnxRuntimeBackend(model_dir, device="cuda", threads=1)
+    assert type(refused.value).__name__ == "OrtCudaUnavailable"
+    assert auto_backend_order(model_dir, "auto")[0][:2] == ("onnxruntime", "cuda")  # what is listed...
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="depth_sfm_ros.runtime.backends"):
+        chosen = create_backend(model_dir, threads=1)
+    assert (chosen.name, chosen.device) == ("onnxruntime", "cpu")  # ...is not what is used
+    assert "onnxruntime on cuda failed" in caplog.text and "auto-selection: onnxruntime on cpu" in caplog.text
+
+
 def test_create_backend_argument_errors(tiny, tmp_path):
     with pytest.raises(ValueError, match="backend must be one of"):
         create_backend(tiny[0], name="tflite")

@@ -300,3 +300,73 @@ def test_docstring_examples(module_name):
 
     result = doctest.testmod(importlib.import_module(module_name), extraglobs={"np": np, "torch": torch})
     assert result.attempted > 0 and result.failed == 0
+
+
+# ---------------------------------------------------------------- mixed precision
+def _kitti_scene(h: int = 192, w: int = 640) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A street-like depth map (ground plane + a wall), a KITTI camera at 640x192 and a forward motion."""
+    K = torch.tensor([[[0.58 * w, 0.0, 0.5 * w - 0.5], [0.0, 1.92 * h, 0.5 * h - 0.5], [0.0, 0.0, 1.0]]])
+    v = torch.arange(h, dtype=torch.float32).view(h, 1).expand(h, w)
+    u = torch.arange(w, dtype=torch.float32).view(1, w).expand(h, w)
+    ground = 1.65 * K[0, 1, 1] / (v - K[0, 1, 2]).clamp(min=0.5)
+    depth = torch.minimum(ground, 30.0 + 25.0 * torch.sin(u / 97.0) ** 2).clamp(max=80.0).view(1, 1, h, w)
+    T = ops.pose_vec_to_matrix(torch.tensor([[0.05, -0.02, 1.2, 0.004, 0.02, -0.003]]))
+    return _textured(1, h, w, torch.float32), depth, T, K
+
+
+def test_forward_warp_splats_on_the_fp32_pixels_under_bf16_autocast():
+    """Under autocast the matmuls of back-projection / projection would run in bf16: points land tenths of a
+    pixel off at KITTI width and the rounding puts splats on other pixels. The geometry leaves autocast."""
+    image, depth, T, K = _kitti_scene()
+    reference = ops.forward_warp(image, depth, T, K, upsample=2)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        points = ops.backproject(depth, K)
+        uv, z = ops.project(ops.transform_points(T, points), K)
+        mixed = ops.forward_warp(image, depth, T, K, upsample=2)
+        matrix = ops.pose_vec_to_matrix(torch.tensor([[0.05, -0.02, 1.2, 0.004, 0.02, -0.003]]))
+    assert torch.equal(mixed.valid, reference.valid)  # the same pixels were hit...
+    torch.testing.assert_close(mixed.depth, reference.depth, rtol=0, atol=0)  # ...by the same points
+    torch.testing.assert_close(mixed.image, reference.image, rtol=0, atol=0)
+    assert points.dtype == uv.dtype == z.dtype == matrix.dtype == mixed.image.dtype == torch.float32
+    torch.testing.assert_close(matrix, T, rtol=0, atol=0)
+    # the inputs may already be bf16 (network outputs): cast to float32, the result is still float32
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        half = ops.forward_warp(image.bfloat16(), depth, T, K, upsample=2)
+    assert half.image.dtype == torch.float32 and torch.equal(half.valid, reference.valid)
+    # outside autocast nothing changes: float64 in, float64 out
+    assert ops.backproject(depth.double(), K.double()).dtype == torch.float64
+
+
+def test_training_forward_instance_path_is_float32_under_autocast():
+    """TrainingForward's instance-aware path (pose matrices, forward projection to the intermediate frame):
+    the same splats with and without bf16 autocast when the networks give the same outputs."""
+    from depth_sfm_training.forward import TrainingForward
+
+    image, depth, _, K = _kitti_scene(96, 320)
+    disparity = (1.0 / depth - 1.0 / 100.0) / (1.0 / 0.1 - 1.0 / 100.0)
+
+    class Fixed(torch.nn.Module):
+        def __init__(self, value: torch.Tensor) -> None:
+            super().__init__()
+            self.scale = torch.nn.Parameter(torch.ones(()))
+            self.register_buffer("value", value)
+
+        def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+            batch = inputs[0].shape[0]
+            return (self.value * self.scale).expand(batch, *self.value.shape[1:])
+
+    bundle = torch.nn.Module()
+    bundle.depth = Fixed(disparity)
+    bundle.pose = Fixed(torch.tensor([[0.05, -0.02, 1.2, 0.004, 0.02, -0.003]]))
+    bundle.obj_pose = Fixed(torch.zeros(1, 1, 6))
+    bundle.motion = None
+    forward = TrainingForward(bundle, 0.1, 100.0, need_source_depth=True, instance=True)
+    images = torch.stack([image, image], 1)
+    ids = torch.zeros(1, 2, 1, 96, 320, dtype=torch.long)
+    ids[..., 40:70, 100:180] = 1
+    reference = forward(images, K, ids)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = forward(images, K, ids)
+    torch.testing.assert_close(mixed.intermediate[0], reference.intermediate[0], rtol=0, atol=0)  # the splats
+    torch.testing.assert_close(mixed.T_src_tgt[0], reference.T_src_tgt[0], rtol=0, atol=0)
+    assert mixed.depths[0].dtype == mixed.T_src_tgt[0].dtype == mixed.intermediate[0].dtype == torch.float32

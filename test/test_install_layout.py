@@ -29,6 +29,33 @@ def _copy_sources(dest: Path) -> Path:
     return pkg
 
 
+# Python modules that are ROS packages (their rosdep key is the package name)
+ROS_PACKAGES = {"rclpy", "builtin_interfaces", "rcl_interfaces", "sensor_msgs", "nav_msgs", "geometry_msgs", "std_msgs",
+                "diagnostic_msgs", "tf2_ros", "tf2_msgs", "launch", "launch_ros", "ament_index_python", "rosgraph_msgs",
+                "cv_bridge", "rviz2"}
+# Python modules with a rosdep key (checked in ros/rosdistro rosdep/python.yaml: python3-numpy, python3-opencv,
+# python3-yaml and python3-pytest exist; there is no python3-onnxruntime, only python3-onnxruntime-pip)
+ROSDEP_PYTHON_KEYS = {"numpy": "python3-numpy", "cv2": "python3-opencv", "yaml": "python3-yaml",
+                      "pytest": "python3-pytest"}
+# installed with pip (README "ROS 2 usage"), not through rosdep
+PIP_MODULES = {"onnxruntime", "onnx", "rosbags", "torch", "safetensors", "tensorrt", "cuda", "evo", "matplotlib", "tqdm",
+               "lz4", "backports"}
+NEWER_STDLIB = {"compression"}  # Python 3.14 (zstd), imported with a fallback
+
+
+def _imported_top_level_modules(paths) -> set[str]:
+    import ast
+
+    modules = set()
+    for path in paths:
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.Import):
+                modules.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                modules.add(node.module.split(".")[0])
+    return modules
+
+
 def test_package_xml_is_format3_ament_python_with_rosdep_keys():
     import xml.etree.ElementTree as ET
 
@@ -37,9 +64,21 @@ def test_package_xml_is_format3_ament_python_with_rosdep_keys():
     assert root.findtext("name") == PACKAGE
     assert root.find("export/build_type").text == "ament_python"
     deps = {e.text for e in root.findall("exec_depend")}
-    for key in ["rclpy", "sensor_msgs", "nav_msgs", "geometry_msgs", "std_msgs", "diagnostic_msgs", "tf2_ros",
-                "cv_bridge", "launch_ros", "python3-numpy", "python3-opencv"]:
-        assert key in deps, key
+    # exactly what the package and its launch file import: nothing missing, nothing unused (rosdep would install
+    # rviz2 on a headless robot, and cv_bridge for nothing)
+    imported = _imported_top_level_modules(list((REPO / PACKAGE).rglob("*.py")) + list((REPO / "launch").glob("*.py")))
+    needed = {m for m in imported if m in ROS_PACKAGES} | {ROSDEP_PYTHON_KEYS[m] for m in imported
+                                                           if m in ROSDEP_PYTHON_KEYS}
+    assert deps == needed, f"missing {sorted(needed - deps)}, unused {sorted(deps - needed)}"
+    assert "rviz2" not in deps and "cv_bridge" not in deps
+    for key in deps | {e.text for e in root.findall("test_depend")}:
+        assert key in ROS_PACKAGES or key in ROSDEP_PYTHON_KEYS.values(), f"{key}: not a known rosdep key"
+    # the rest comes from pip, and the README says how
+    readme = (REPO / "README.md").read_text()
+    assert "pip install onnxruntime" in readme and "python3-onnxruntime" in readme
+    unknown = {m for m in imported if m not in ROS_PACKAGES | set(ROSDEP_PYTHON_KEYS) | PIP_MODULES | NEWER_STDLIB
+               and m not in sys.stdlib_module_names and m != PACKAGE}
+    assert not unknown, f"imports without a rosdep key or a pip note: {sorted(unknown)}"
 
 
 @pytest.mark.slow

@@ -148,6 +148,42 @@ def test_scale_mode_argument_states_its_default(tmp_path):
     assert _calls(node_function, "LogInfo") and _calls(node_function, "_file_scale_mode")
 
 
+def test_rviz_is_optional_and_its_absence_is_explained(monkeypatch):
+    """rviz2 is not in package.xml (a headless robot must not get it from rosdep): rviz:=true without rviz2 logs
+    how to install it and starts no rviz2 node; with rviz2 installed the node is started as before."""
+    import os
+    import tempfile
+
+    class PackageNotFoundError(KeyError):
+        pass
+
+    installed = set()
+
+    def get_package_prefix(name):
+        if name not in installed:
+            raise PackageNotFoundError(name)
+        return "/opt/ros/jazzy"
+
+    class Perform:
+        def __init__(self, name):
+            self.name = name
+
+        def perform(self, context):
+            return ""
+
+    built = []
+    rviz = _launch_function(
+        "_rviz", os=os, tempfile=tempfile, PACKAGE="depth_sfm_ros", RVIZ_FILE="config/depth_sfm.rviz",
+        get_package_prefix=get_package_prefix, PackageNotFoundError=PackageNotFoundError,
+        get_package_share_directory=lambda name: str(REPO), LaunchConfiguration=Perform,
+        rviz_config_for_namespace=topics.rviz_config_for_namespace,
+        LogInfo=lambda msg: ("LogInfo", msg), Node=lambda **kw: built.append(kw) or ("Node", kw["package"]))
+    (action,) = rviz(None)
+    assert action[0] == "LogInfo" and "apt install ros-$ROS_DISTRO-rviz2" in action[1] and not built
+    installed.add("rviz2")
+    assert rviz(None) == [("Node", "rviz2")] and built[0]["arguments"] == ["-d", str(REPO / "config/depth_sfm.rviz")]
+
+
 def test_dds_profile_gives_a_shared_memory_segment_for_large_images():
     root = ElementTree.parse(REPO / "config" / "fastdds_large_images.xml").getroot()
     ns = {"f": "http://www.eprosima.com/XMLSchemas/fastRTPS_Profiles"}

@@ -75,9 +75,10 @@ def test_resume_continues_the_same_loss_curve(synth_root, tmp_path, name):
     from depth_sfm_ros.models import load_checkpoint
 
     # 6 samples / batch 1 -> 6 steps per epoch: the resume point (step 2) is mid-epoch. normal_losses also
-    # restores the depth-prior snapshot (taken at step 0, refreshed at step 3 after the resume).
+    # restores the depth-prior snapshot (taken at step 0, refreshed at step 3 after the resume; the snapshot is
+    # the explicit self-distillation source, the default needs a prior checkpoint).
     overrides = ("train.max_steps=4", "train.batch_size=1", "log.checkpoint_every=2", "log.keep_last=0",
-                 "data.augment=true",
+                 "data.augment=true", "depth_prior.source=snapshot",
                  "optim.scheduler_unit=step", "optim.step_size=3", "optim.gamma=0.5", "depth_prior.refresh_steps=3")
     full = Trainer(_config(synth_root, name, *overrides), tmp_path / "full")
     full_result = full.fit()
@@ -178,11 +179,24 @@ TECHNIQUE_CONFIGS = ["sfmlearner_explainability", "multiple_masks_overlap_blank"
                      "normal_losses", "flow3d", "full", "explainability_automask"]
 
 
+@pytest.fixture(scope="module")
+def prior_checkpoint(tmp_path_factory) -> Path:
+    """A tiny depth-prior checkpoint (lite networks, another seed than the runs) for the configs whose normal /
+    ranking losses need depth_prior.checkpoint (normal_losses, full)."""
+    from depth_sfm_ros.models import build_models, save_checkpoint, validate_model_config
+
+    torch.manual_seed(123)
+    cfg = validate_model_config({"encoder": "lite", "pose_encoder": "lite", "height": H, "width": W})
+    path = tmp_path_factory.mktemp("prior") / "prior.pt"
+    return save_checkpoint(path, build_models(cfg), cfg, None, step=1, epoch=0)
+
+
 @pytest.mark.parametrize("name", TECHNIQUE_CONFIGS)
-def test_every_technique_config_runs_a_step(synth_root, name):
+def test_every_technique_config_runs_a_step(synth_root, prior_checkpoint, name):
     from depth_sfm_training.losses import LossConfig
 
-    config = _config(synth_root, name, "train.max_steps=1", "train.batch_size=1", "data.max_instances=2")
+    config = _config(synth_root, name, "train.max_steps=1", "train.batch_size=1", "data.max_instances=2",
+                     f"depth_prior.checkpoint={prior_checkpoint}")
     trainer = Trainer(config, None)
     before = _params(trainer.bundle)
     values, _, _ = trainer.train_step(trainer._to_device(next(trainer._batches())[1]))
@@ -233,3 +247,117 @@ def test_train_ablation_bench_smoke(tmp_path, capsys):
     assert len(list((tmp_path / "results").glob("train_ablation_*.json"))) == 1
     with pytest.raises(SystemExit):
         bench.main(["--rows", "no_such_row", "--steps", "1"])
+
+
+def test_ddp_torchrun_cli_with_a_motion_net_no_loss_trains(synth_root, tmp_path):
+    """model.use_motion_net + losses.auto_weight (no flow3d / explainability): the motion net runs, no loss trains
+    it. Under DDP its outputs reached the reducer but no gradient did, and step 2 failed with
+    "Expected to have finished reduction in the prior iteration". Two gloo processes through torchrun + the CLI.
+    The weights come from the dataset's dynamic masks: masks from an untrained motion net (data.use_dynamic_masks
+    false without flow3d) are refused by the config (every weight would be 1)."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "-m", "depth_sfm_ros.cli", "train", "--config", "auto_weight_less_dynamic", "--out", str(out),
+           "model.encoder=lite", "model.pose_encoder=lite", "model.use_motion_net=true", "device=cpu",
+           f"data.height={H}", f"data.width={W}", "data.dataset=synthetic", f"data.path={synth_root / 'train'}",
+           "data.extra={}", "data.split=null", "data.val_path=null", "data.use_dynamic_masks=true",
+           "data.augment=false", "train.batch_size=1", "train.max_steps=3", "train.num_workers=0",
+           "log.progress_bar=false", "log.tensorboard=false", "log.val_every=0", "log.image_log_every=0",
+           "log.checkpoint_every=0", "log.log_every=1"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run(cmd, cwd=str(Path(__file__).resolve().parents[1]), env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    assert "trained 3 steps" in proc.stdout
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lines if "total" in x] == [1, 2, 3]
+    # the frozen motion net is saved unchanged; depth and pose trained
+    from depth_sfm_ros.models import load_checkpoint
+
+    ckpt = load_checkpoint(out / "checkpoints" / "last.pt")
+    fresh = Trainer(_config(synth_root, "auto_weight_less_dynamic", "model.use_motion_net=true", "train.max_steps=1"),
+                    None)
+    assert not any(p.requires_grad for p in fresh.bundle.motion.parameters())
+    assert fresh.forward_module.train_motion is False
+    for key, value in fresh.bundle.motion.state_dict().items():
+        if value.is_floating_point() and "running" not in key and "num_batches" not in key:
+            torch.testing.assert_close(ckpt["state_dict"]["motion"][key], value, msg=key)
+    assert any(not torch.equal(ckpt["state_dict"]["depth"][k], v)
+               for k, v in fresh.bundle.depth.state_dict().items() if v.is_floating_point())
+
+
+class _PidDataset(torch.utils.data.Dataset):
+    """A training set that reports which process loaded each sample and the epoch it was told."""
+
+    def __init__(self, base) -> None:
+        self.base, self.epoch = base, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.base.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, index: int) -> dict:
+        sample = dict(self.base[index])
+        sample["loader_pid"] = torch.tensor(os.getpid())
+        sample["epoch_seen"] = torch.tensor(self.epoch)
+        return sample
+
+
+def test_data_loader_workers_are_sized_from_the_machine_and_persist(synth_root, monkeypatch, caplog):
+    """num_workers 4 on a 2-core machine: 1 worker (logged), kept alive across epochs (no respawn and dataset
+    reload per epoch), and still told each epoch (its augmentation draws depend on it)."""
+    import logging
+
+    from depth_sfm_training import distributed
+    from depth_sfm_training.datasets import build_dataset
+    from depth_sfm_training.trainer import dataset_config_from
+
+    monkeypatch.setattr(distributed, "available_cpus", lambda: 2, raising=False)
+    config = _config(synth_root, "baseline_monodepth2", "train.num_workers=4", "train.batch_size=2",
+                     "data.augment=true")
+    base = build_dataset(dataset_config_from(config, "train"))
+    with caplog.at_level(logging.INFO, logger="depth_sfm_training.distributed"):
+        trainer = Trainer(config, None, train_set=_PidDataset(base))
+    assert trainer.loader.num_workers == 1 and trainer.loader.persistent_workers
+    assert "1 worker process(es) instead of train.num_workers=4 (2 CPU core(s)" in caplog.text
+    steps = trainer.steps_per_epoch
+    batches = trainer._batches()
+    seen = [next(batches) for _ in range(2 * steps)]
+    pids = {int(p) for _, batch in seen for p in batch["loader_pid"]}
+    assert len(pids) == 1 and os.getpid() not in pids  # one worker process served both epochs
+    assert [int(e) for _, batch in seen for e in batch["epoch_seen"]] == [0] * (2 * steps) + [1] * (2 * steps)
+    assert [epoch for epoch, _ in seen] == [0] * steps + [1] * steps
+    # the worker gives exactly what the training process itself loads (same order, same augmentation draws)
+    reference = Trainer(_config(synth_root, "baseline_monodepth2", "train.batch_size=2", "data.augment=true"), None)
+    assert reference.loader.num_workers == 0 and not reference.loader.persistent_workers
+    reference_batches = reference._batches()
+    for _, batch in seen:
+        torch.testing.assert_close(batch["images"], next(reference_batches)[1]["images"])
+    assert distributed.dataloader_workers(4, distributed.DistInfo(), cpus=16) == 4
+    assert distributed.dataloader_workers(8, distributed.DistInfo(world_size=2, local_world_size=2), cpus=8) == 3
+    assert distributed.dataloader_workers(2, distributed.DistInfo(), cpus=1) == 0
+
+
+def test_cuda_device_is_the_local_rank_with_several_processes(monkeypatch):
+    """device: cuda:0 (or cuda) with 2 processes per node: rank r takes cuda:LOCAL_RANK, not all GPU 0."""
+    from depth_sfm_training.distributed import DistInfo, resolve_device
+
+    chosen = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda device: chosen.append(str(device)))
+    for local_rank in (0, 1):
+        info = DistInfo(rank=local_rank, world_size=2, local_rank=local_rank)
+        for name in ("cuda:0", "cuda", "auto"):
+            assert resolve_device(name, info) == torch.device(f"cuda:{local_rank}"), (name, local_rank)
+    assert chosen[-1] == "cuda:1"
+    assert resolve_device("cuda:1", DistInfo()) == torch.device("cuda:1")  # one process: as configured
+    with pytest.raises(RuntimeError, match="LOCAL_RANK 2 needs cuda:2 but 2 CUDA device"):
+        resolve_device("cuda", DistInfo(rank=2, world_size=3, local_rank=2))

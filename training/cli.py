@@ -64,7 +64,11 @@ def run(args: argparse.Namespace) -> int:
     from depth_sfm_training.trainer import Trainer
 
     try:
-        trainer = Trainer(config, out_dir, resume=args.resume)
+        try:
+            trainer = Trainer(config, out_dir, resume=args.resume)
+        except ConfigError as exc:  # found while building (e.g. depth_prior.checkpoint missing for normal losses)
+            print(f"depth-sfm train: {exc}", file=sys.stderr)
+            return 2
         result = trainer.fit()
     finally:
         cleanup_distributed()

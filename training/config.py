@@ -227,9 +227,17 @@ def validate(config: dict[str, Any]) -> dict[str, Any]:
         _require(config["model"]["use_obj_pose"], "losses.instance", "needs model.use_obj_pose: true")
     _require(config["depth_prior"]["source"] in ("snapshot", "checkpoint"), "depth_prior.source",
              f"must be snapshot or checkpoint, got {config['depth_prior']['source']!r}")
-    if config["depth_prior"]["source"] == "checkpoint" and (losses["normal"] or losses["ranking"]):
-        _require(bool(config["depth_prior"]["checkpoint"]), "depth_prior.checkpoint",
-                 "must name a checkpoint when depth_prior.source is checkpoint")
+    # depth_prior.checkpoint is required by losses.normal / losses.ranking with source checkpoint (the default);
+    # that is checked where the prior is built (depth_sfm_training.depth_prior.DepthPrior, a ConfigError naming
+    # the key), so that the shipped normal_losses / full configs still load and print without a path
+    if losses["auto_weight"] != "none" and not config["data"]["use_dynamic_masks"]:
+        # without dataset masks the masks would be the motion net's dynamic probability > 0.5; only the flow3d
+        # terms train it as a dynamic-mask predictor. Untrained it stays near its initial 0.05: every weight is 1.
+        _require(bool(losses["flow3d"]), "losses.auto_weight",
+                 "with data.use_dynamic_masks: false the dynamic masks must come from a trained motion net, and "
+                 "only losses.flow3d trains it (its dynamic-probability term); otherwise its probability stays "
+                 "near its initial 0.05, no pixel passes 0.5 and every weight is 1. Use dataset masks "
+                 "(data.use_dynamic_masks: true) or switch on losses.flow3d")
     _require(config["depth_prior"]["refresh_steps"] >= 1, "depth_prior.refresh_steps",
              f"must be >= 1, got {config['depth_prior']['refresh_steps']}")
     for key in ("log_every", "image_log_every", "checkpoint_every", "val_every"):

@@ -1,4 +1,24 @@
-"""Depth prior for the seed-000 normal losses (eqs. 4-5): a frozen copy of the depth net."""
+"""Depth prior for the seed-000 normal losses (eqs. 4-5).
+
+Seed 000 (sec. 3.4) regularises the self-supervised depth with the surface normals of a *depth prior*:
+an independent, already trained monocular depth model whose depth maps are smooth (Dynamic-Depth /
+SC-DepthV3 use a pretrained model). The normal L1 loss and the edge-aware relative-normal (ranking)
+loss pull the trained depth's normals towards the prior's, so the prior must be a trained model:
+against a randomly initialised net they teach random normals.
+
+``depth_prior.source``:
+
+* ``checkpoint`` (default): the frozen depth net of ``depth_prior.checkpoint``, either a training
+  checkpoint (``.pt``, the format of ``depth_sfm_ros.models.checkpoint``) or an exported model
+  directory with ``weights.safetensors`` (or that file itself; see ``depth_sfm_ros.models.weights_file``),
+  loaded once with its own min/max depth. Normals are scale invariant, so the prior's depth scale
+  does not matter. Without a checkpoint the losses are refused when the prior is built (a
+  ``ConfigError`` naming ``depth_prior.checkpoint``; ``depth-sfm train`` prints it and exits with 2).
+* ``snapshot`` (explicit, not the default): self-distillation, a frozen copy of THIS run's depth net
+  taken at the first step and refreshed every ``depth_prior.refresh_steps``. From random weights the
+  first copy is random too, so it is meaningful only when the run starts from trained weights
+  (``model.init_weights``) or resumes; it is not the paper's prior.
+"""
 from __future__ import annotations
 
 import copy
@@ -9,17 +29,49 @@ import torch
 import torch.nn as nn
 
 from depth_sfm_ros.fileio import atomic_write
+from depth_sfm_training.config import ConfigError
 from depth_sfm_training.validation import full_res
 
-__all__ = ["DepthPrior"]
+__all__ = ["DepthPrior", "PRIOR_SOURCES", "PRIOR_REQUIRED", "load_prior_depth_net"]
+
+PRIOR_SOURCES = ("checkpoint", "snapshot")
+PRIOR_REQUIRED = ("config key 'depth_prior.checkpoint': losses.normal / losses.ranking (seed 000 eqs. 4-5) compare "
+                  "the depth's normals with those of an independent, trained depth prior, and none is set: pass "
+                  "depth_prior.checkpoint=PATH, a training checkpoint (.pt) or an exported model directory with "
+                  "weights.safetensors (depth_prior.source=snapshot, a frozen copy of this run's own depth net, is "
+                  "the explicit self-distillation alternative)")
+
+
+def load_prior_depth_net(path: str | Path) -> tuple[nn.Module, float, float]:
+    """The depth net of a training checkpoint (``.pt``) or an exported model directory / its
+    ``weights.safetensors`` -> (depth net in eval mode on the CPU, min_depth, max_depth).
+
+    Raises FileNotFoundError for a missing path and ValueError for a file that is not a model.
+    """
+    from depth_sfm_ros.models import build_from_checkpoint
+    from depth_sfm_ros.models.weights_file import bundle_from_weights, weights_path_of
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"depth_prior.checkpoint {path} does not exist")
+    if path.is_dir() or path.suffix == ".safetensors":  # an exported model dir, or its weights file
+        bundle, model_config = bundle_from_weights(weights_path_of(path))
+    else:
+        bundle, model_config = build_from_checkpoint(path)
+    return bundle.depth.eval(), float(model_config["min_depth"]), float(model_config["max_depth"])
 
 
 class DepthPrior:
-    """Depth prior for the seed-000 normal losses: a frozen copy of the depth net.
+    """Prior depth of the target images for the normal / ranking losses (see the module docstring).
 
-    ``depth_prior.source: snapshot`` copies the current depth net every ``refresh_steps``
-    (self-distillation; the first copy is taken at the start, so it is useful only after some training
-    or with a resume); ``checkpoint`` loads the depth net of ``depth_prior.checkpoint`` once. Disabled -> ``depth()`` gives None.
+    Args:
+        config: the training config (``losses``, ``depth_prior``, ``model`` sections).
+        bundle: this run's networks (only ``snapshot`` copies ``bundle.depth``).
+        device: where the prior runs.
+
+    Raises:
+        ConfigError (a ValueError): normal / ranking on with ``source: checkpoint`` and no
+            ``depth_prior.checkpoint``; ValueError: an unknown source.
     """
 
     def __init__(self, config: dict[str, Any], bundle: nn.Module, device: torch.device) -> None:
@@ -32,16 +84,15 @@ class DepthPrior:
         self.bundle = bundle
         self.net: nn.Module | None = None
         self.taken_at = -1
+        if self.mode not in PRIOR_SOURCES:
+            raise ValueError(f"depth_prior.source must be one of {PRIOR_SOURCES}, got {self.mode!r}")
         if not self.enabled:
             return
         if self.mode == "checkpoint":
-            from depth_sfm_ros.models import build_from_checkpoint
-
             if not n["checkpoint"]:
-                raise ValueError("depth_prior.source is 'checkpoint' but depth_prior.checkpoint is not set")
-            prior_bundle, prior_cfg = build_from_checkpoint(n["checkpoint"])
-            self.net = prior_bundle.depth.to(device)
-            self.min_depth, self.max_depth = float(prior_cfg["min_depth"]), float(prior_cfg["max_depth"])
+                raise ConfigError(PRIOR_REQUIRED)
+            self.net, self.min_depth, self.max_depth = load_prior_depth_net(n["checkpoint"])
+            self.net.to(device)
             self._freeze()
 
     def _freeze(self) -> None:

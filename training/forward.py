@@ -6,6 +6,11 @@ per step (DDP's gradient hooks only work through the wrapped module's ``forward`
 ``compute_losses`` takes.
 
 Shapes: B batch, S sources (= len(frame_offsets) - 1), H x W network input, n scales.
+
+Mixed precision: the trainer runs this module under ``torch.autocast``. The networks run in fp16 / bf16;
+everything geometric (depth from disparity, pose matrices, the forward projection of the instance-aware
+path and its rounding to pixels) runs in float32: the geometry functions of ``depth_sfm_ros.geometry.ops``
+leave autocast themselves, and :func:`depth_from_disp` does here.
 """
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ import torch.nn as nn
 
 from depth_sfm_ros.geometry.ops import invert_transform, pose_vec_to_matrix
 from depth_sfm_ros.models import disp_to_depth
+from depth_sfm_training.losses.instance_ids import relabel_instances  # one relabelling for forward pass and losses
 
 
 @dataclass
@@ -61,29 +67,13 @@ def _as_tuple(disps: Any) -> list[torch.Tensor]:
     raise TypeError(f"depth net must return a tensor or a tuple of tensors, got {type(disps).__name__}")
 
 
-def relabel_instances(instance_ids: torch.Tensor, max_objects: int = 0) -> torch.Tensor:
-    """Instance ids (B, 1, H, W) of arbitrary values -> consecutive ids 1..N over the batch (0 stays 0),
-    so that N (one Obj-PoseNet slot per object) is the number of objects present, not the largest id.
-
-    ``max_objects`` > 0 keeps only that many objects, the largest by pixel count in the batch; the
-    others become background (0).
-    """
-    if max_objects < 0:
-        raise ValueError(f"max_objects must be >= 0 (0 = all), got {max_objects}")
-    present, counts = torch.unique(instance_ids, return_counts=True)
-    keep = present > 0
-    present, counts = present[keep], counts[keep]
-    if max_objects and present.numel() > max_objects:
-        present = present[torch.argsort(counts, descending=True)[:max_objects]].sort().values
-    size = int(instance_ids.max().item()) + 1 if instance_ids.numel() else 1
-    lookup = torch.zeros(max(size, 1), dtype=torch.long, device=instance_ids.device)
-    lookup[present] = torch.arange(1, present.numel() + 1, device=instance_ids.device)
-    return lookup[instance_ids.clamp(min=0)]
-
-
 def depth_from_disp(disps: list[torch.Tensor], min_depth: float, max_depth: float) -> list[torch.Tensor]:
-    """Sigmoid disparities -> depths (same shapes) with the model's min/max depth."""
-    return [disp_to_depth(d, min_depth, max_depth)[1] for d in disps]
+    """Sigmoid disparities -> float32 depths (same shapes) with the model's min/max depth (float32 also under
+    autocast: 1 / (a + b d) in bf16 is ~0.4 % off, a depth error the geometry would carry)."""
+    if not disps:
+        return []
+    with torch.autocast(device_type=disps[0].device.type, enabled=False):
+        return [disp_to_depth(d.float(), min_depth, max_depth)[1] for d in disps]
 
 
 class TrainingForward(nn.Module):
@@ -96,6 +86,8 @@ class TrainingForward(nn.Module):
         need_reverse_pose: also predict T_tgt_src = pose(source, target) (pose cycle, blank mask).
         need_source_depth: also run the depth net on every source (SC-Depth geometric consistency, blank mask).
         use_motion: run the motion net (3D flow / dynamic probability) for every (source, target) pair.
+        train_motion: False when no loss trains the motion net (auto-weight only reads its mask): it then runs
+            under ``no_grad`` (the trainer also freezes it), so no graph reaches DDP without a gradient.
         explainability: SfMLearner's mask. The networks have no explainability head, so the motion net's
             dynamic probability stands in for "not explainable by rigid motion": logits = logit(1 - p),
             one channel per source. Requires ``use_motion``.
@@ -109,7 +101,8 @@ class TrainingForward(nn.Module):
 
     def __init__(self, bundle: nn.Module, min_depth: float, max_depth: float, need_reverse_pose: bool = False,
                  need_source_depth: bool = False, use_motion: bool = False, explainability: bool = False,
-                 instance: bool = False, forward_upsample: int = 2, max_objects: int = 0) -> None:
+                 instance: bool = False, forward_upsample: int = 2, max_objects: int = 0,
+                 train_motion: bool = True) -> None:
         super().__init__()
         if instance and getattr(bundle, "obj_pose", None) is None:
             raise ValueError("instance-aware training needs Obj-PoseNet: set model.use_obj_pose: true")
@@ -119,12 +112,15 @@ class TrainingForward(nn.Module):
             raise ValueError("the explainability mask comes from the motion net: set model.use_motion_net: true")
         if use_motion and getattr(bundle, "motion", None) is None:
             raise ValueError("the motion net is needed but the model bundle has none (model.use_motion_net)")
+        if explainability and not train_motion:
+            raise ValueError("the explainability mask trains the motion net: train_motion must be True")
         self.bundle = bundle
         self.min_depth = float(min_depth)
         self.max_depth = float(max_depth)
         self.need_reverse_pose = need_reverse_pose
         self.need_source_depth = need_source_depth
         self.use_motion = use_motion
+        self.train_motion = train_motion
         self.explainability = explainability
         self.instance = instance
         self.forward_upsample = int(forward_upsample)
@@ -149,10 +145,11 @@ class TrainingForward(nn.Module):
             src_depth = depth_from_disp([src_disp], self.min_depth, self.max_depth)[0]
             out.source_depths = list(src_depth.chunk(len(sources), 0))
         if self.use_motion:
-            for src in sources:
-                flow, prob = self.bundle.motion(src, target)
-                out.flow3d.append(flow)
-                out.dynamic_prob.append(prob)
+            with torch.set_grad_enabled(torch.is_grad_enabled() and self.train_motion):
+                for src in sources:
+                    flow, prob = self.bundle.motion(src, target)
+                    out.flow3d.append(flow)
+                    out.dynamic_prob.append(prob)
             if self.explainability:
                 p = torch.cat(out.dynamic_prob, 1).clamp(1e-4, 1 - 1e-4)
                 out.explainability_logits = torch.log1p(-p) - torch.log(p)  # logit(1 - p)

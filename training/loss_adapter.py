@@ -50,7 +50,8 @@ def build_loss_inputs(outputs: ForwardOutputs, batch: dict[str, Any], depth_prio
 
     Dynamic masks for auto-weighting / the dynamic-probability teacher: the dataset's masks of the target
     when every sample has one and ``use_dataset_dynamic_masks``; otherwise (auto-weight only) the motion
-    net's detached dynamic probability > 0.5.
+    net's detached dynamic probability > 0.5, which needs ``config.flow3d`` (the only loss that trains
+    that probability; refused otherwise).
     """
     # the losses compare un-jittered frames (``images_raw``) while the networks saw the jittered ones
     images = batch.get("images_raw", batch["images"]).float()
@@ -62,9 +63,14 @@ def build_loss_inputs(outputs: ForwardOutputs, batch: dict[str, Any], depth_prio
     if use_dataset_dynamic_masks and _all_flags(batch, "has_dynamic_mask"):
         dynamic_masks = batch["dynamic_mask"][:, 0].float()
     elif config.auto_weight != "none":
-        if dyn_prob is None:
-            raise ValueError("losses.auto_weight needs dynamic masks: a dataset with dynamic masks "
-                             "(data.use_dynamic_masks) or the motion net (model.use_motion_net)")
+        if dyn_prob is None or not config.flow3d:
+            # an untrained motion net's probability stays near its initial 0.05: nothing passes 0.5 and every
+            # auto-weight would silently be 1. Only the flow3d terms train it as a dynamic-mask predictor.
+            raise ValueError("losses.auto_weight needs dynamic masks: from the dataset (every sample with a dynamic "
+                             "mask, data.use_dynamic_masks: true) or from a motion net trained by losses.flow3d "
+                             "(model.use_motion_net: true); "
+                             + ("no motion net ran" if dyn_prob is None else "losses.flow3d is off, so no loss "
+                                "trains the motion net's dynamic probability"))
         dynamic_masks = (dyn_prob.detach() > 0.5).float()
 
     instance_ids = None

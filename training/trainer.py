@@ -5,10 +5,17 @@ with gloo): launch with ``torchrun``; every process runs the same code, Distribu
 the weights identical and only rank 0 logs, validates and writes checkpoints.
 
 Determinism and resume: the data order of epoch e comes from a DistributedSampler seeded with
-``seed`` and ``set_epoch(e)``; every step re-seeds torch / numpy / random from (seed, step, rank) and
-the DataLoader workers from (seed, epoch, worker, rank). A resumed run restores the weights, optimiser,
-scheduler, GradScaler and step, replays the data loader to the same position of the same epoch, and
-so continues the loss curve it would have followed without the interruption.
+``seed`` and ``set_epoch(e)``; the sampler hands each index to the dataset together with its epoch, so the
+augmentation draws (``np.random.default_rng([seed, epoch, index])`` in the datasets) follow the epoch also
+inside DataLoader workers, which stay alive across epochs (``persistent_workers``; their number is sized
+from the machine, :func:`depth_sfm_training.distributed.dataloader_workers`). Every step re-seeds torch /
+numpy / random from (seed, step, rank); the workers are seeded once, from (seed, rank, worker). A resumed
+run restores the weights, optimiser, scheduler, GradScaler and step, replays the data loader to the same
+position of the same epoch, and so continues the loss curve it would have followed without the interruption.
+
+Networks that no loss trains (the motion net when only ``losses.auto_weight`` reads its dynamic mask) are
+frozen: no gradient, not in the optimiser, not in DistributedDataParallel's reducer (which would otherwise
+wait for their gradients and fail on the next step).
 
 Output folder: ``config.yaml``, ``checkpoints/step_XXXXXXXX.pt`` + ``last.pt`` (format of
 ``depth_sfm_ros.models.checkpoint``), ``tb/`` (TensorBoard), ``metrics.jsonl`` (one JSON line per log).
@@ -29,16 +36,18 @@ import numpy as np
 import torch
 import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from depth_sfm_training.config import dump_config, validate
 from depth_sfm_training.depth_prior import DepthPrior
 from depth_sfm_training.distributed import (DistInfo, all_reduce_mean, barrier, broadcast_object,
-                                            dist_info_from_env, init_distributed, resolve_device)
+                                            dataloader_workers, dist_info_from_env, init_distributed,
+                                            resolve_device)
 from depth_sfm_training.forward import ForwardOutputs, TrainingForward
 from depth_sfm_training.logging_utils import Progress, TrainLogger
 from depth_sfm_training.loss_adapter import build_loss_config, build_loss_inputs
 from depth_sfm_training.losses import FrameBatchOutputs, compute_losses
+from depth_sfm_training.losses.normals import sampling_generator
 from depth_sfm_training.validation import evaluate_depth, training_images
 
 log = logging.getLogger(__name__)
@@ -68,6 +77,45 @@ def _worker_init(worker_id: int) -> None:
     seed = torch.initial_seed() % (2 ** 31 - 1)
     np.random.seed(seed)
     random.seed(seed)
+
+
+class EpochSampler(Sampler):
+    """Wraps a sampler so that it yields ``(epoch, index)``: the epoch reaches the dataset with every index,
+    also in DataLoader workers that live across epochs (their dataset copies never see ``set_epoch``)."""
+
+    def __init__(self, sampler: DistributedSampler) -> None:
+        self.sampler = sampler
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+        self.sampler.set_epoch(self.epoch)
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        epoch = self.epoch
+        return ((epoch, int(index)) for index in self.sampler)
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+
+class EpochDataset(Dataset):
+    """Reads ``(epoch, index)`` keys from :class:`EpochSampler`: calls ``dataset.set_epoch(epoch)`` when the
+    epoch changes (in whichever process holds this copy), then returns ``dataset[index]``."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+        self.epoch: int | None = None
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int]) -> Any:
+        epoch, index = key
+        if epoch != self.epoch and hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(epoch)
+        self.epoch = epoch
+        return self.dataset[index]
 
 
 def git_commit(path: Path | None = None) -> str | None:
@@ -186,18 +234,24 @@ class Trainer:
             self.init_report = load_init_weights(self.bundle, self.model_config, Path(self.config["model"]["init_weights"]))
         losses = self.config["losses"]
         self.loss_config = build_loss_config(self.config)
-        # run the motion net only when a loss consumes it; a built net that no loss trains is "unused" for DDP
+        # run the motion net only when a loss consumes it; freeze it when no loss trains it (auto-weight only
+        # reads its detached mask): its outputs reach DDP but no gradient would, and DDP's reducer would wait
+        # for them ("Expected to have finished reduction in the prior iteration" on the next step)
         has_motion = self.bundle.motion is not None
         uses_motion = has_motion and bool(losses["flow3d"] or losses["explainability"] or losses["auto_weight"] != "none")
         trains_motion = has_motion and bool(losses["flow3d"] or losses["explainability"])
+        if has_motion and not trains_motion:
+            self.bundle.motion.requires_grad_(False)
+            log.info("motion net frozen: no loss trains it (%s)", "auto_weight reads its dynamic mask"
+                     if uses_motion else "no loss uses it")
         find_unused = bool(self.config["train"]["find_unused_parameters"]
-                           or (has_motion and not trains_motion)
                            or (self.bundle.obj_pose is not None and not losses["instance"]))
         self.forward_module = TrainingForward(
             self.bundle, self.model_config["min_depth"], self.model_config["max_depth"],
             need_reverse_pose=bool(losses["cycle"] or losses["blank_mask"]),
             need_source_depth=bool(losses["geometric"] or losses["blank_mask"] or losses["instance"]),
             use_motion=uses_motion,
+            train_motion=trains_motion,
             explainability=bool(losses["explainability"]),
             instance=bool(losses["instance"]),
             forward_upsample=int(losses["forward_upsample"]),
@@ -240,10 +294,14 @@ class Trainer:
         batch = self.config["train"]["batch_size"]
         if len(self.sampler) < batch:
             raise ValueError(f"batch_size {batch} is larger than the {len(self.sampler)} training samples per process")
-        self.loader = DataLoader(self.train_set, batch_size=batch, sampler=self.sampler, drop_last=True,
-                                 num_workers=self.config["train"]["num_workers"], worker_init_fn=_worker_init,
-                                 pin_memory=self.device.type == "cuda",
-                                 persistent_workers=False)
+        self.epoch_sampler = EpochSampler(self.sampler)
+        workers = dataloader_workers(self.config["train"]["num_workers"], self.dist)
+        # one loader for the whole run: its workers persist across epochs (no respawn and dataset reload per
+        # epoch); EpochSampler carries the epoch to their dataset copies
+        self.loader = DataLoader(EpochDataset(self.train_set), batch_size=batch, sampler=self.epoch_sampler,
+                                 drop_last=True, num_workers=workers, worker_init_fn=_worker_init,
+                                 pin_memory=self.device.type == "cuda", persistent_workers=workers > 0,
+                                 generator=torch.Generator().manual_seed(_mix_seed(self.seed, self.dist.rank)))
 
         self.steps_per_epoch = len(self.loader)
 
@@ -258,7 +316,13 @@ class Trainer:
         _load_bundle_state(self.bundle, ckpt["state_dict"])
         if ckpt.get("optimizer") is None:
             raise ValueError(f"{path}: checkpoint has no optimizer state; it cannot be resumed (use it as weights)")
-        self.optimizer.load_state_dict(ckpt["optimizer"])
+        try:
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+        except ValueError as exc:
+            raise ValueError(f"{path}: its optimiser state does not fit this run's trainable parameters ({exc}). "
+                             f"A run saved before an untrained motion net was frozen (auto_weight without "
+                             f"flow3d / explainability) cannot be resumed; start from its weights with "
+                             f"model.init_weights={path}") from exc
         extra = ckpt.get("extra") or {}
         if self.scheduler is not None and extra.get("scheduler") is not None:
             self.scheduler.load_state_dict(extra["scheduler"])
@@ -303,17 +367,13 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------- data
     def _batches(self) -> Iterator[tuple[int, dict[str, Any]]]:
-        """Yield (epoch, batch) from the current step on, replaying the epoch's order after a resume."""
+        """Yield (epoch, batch) from the current step on, replaying the epoch's order after a resume.
+
+        One iteration at a time: the loader's persistent workers serve a single live iterator."""
         epoch, skip = divmod(self.step, self.steps_per_epoch)
         while True:
-            self.sampler.set_epoch(epoch)
-            if hasattr(self.train_set, "set_epoch"):
-                self.train_set.set_epoch(epoch)  # the dataset's augmentation draws depend on the epoch
-            generator = torch.Generator().manual_seed(_mix_seed(self.seed, epoch, self.dist.rank))
-            loader = DataLoader(self.train_set, batch_size=self.loader.batch_size, sampler=self.sampler,
-                                drop_last=True, num_workers=self.loader.num_workers, worker_init_fn=_worker_init,
-                                pin_memory=self.loader.pin_memory, generator=generator)
-            for i, batch in enumerate(loader):
+            self.epoch_sampler.set_epoch(epoch)  # the order (DistributedSampler) and the augmentation draws
+            for i, batch in enumerate(self.loader):
                 if i < skip:
                     continue  # replay: loading (not training on) the batches already seen keeps worker RNGs in step
                 yield epoch, batch
@@ -333,7 +393,8 @@ class Trainer:
         prior = self.prior.depth(images[:, 0], self.step)
         loss_inputs = build_loss_inputs(outputs, batch, prior, self.loss_config,
                                         use_dataset_dynamic_masks=self.config["data"]["use_dynamic_masks"])
-        generator = torch.Generator(device=self.device).manual_seed(_mix_seed(self.seed, self.step, self.dist.rank))
+        # the ranking loss samples on the loss tensors' device: its generator must live there (sampling_generator)
+        generator = sampling_generator(self.device, _mix_seed(self.seed, self.step, self.dist.rank))
         total, terms = compute_losses(loss_inputs, self.loss_config, generator=generator)
         if not torch.isfinite(total):
             raise FloatingPointError(f"step {self.step}: loss is {float(total)}; terms "

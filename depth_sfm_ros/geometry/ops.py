@@ -11,10 +11,16 @@ Conventions (see also :mod:`depth_sfm_ros.geometry.camera` and :mod:`.pose`):
 
 Shapes: B batch, C channels, H x W image. K is (B, 3, 3) at the resolution of the tensor it
 is used with.
+
+Mixed precision: inside ``torch.autocast`` the geometry (back-projection, transforms, projection, warps,
+pose conversions) still runs in float32 (:func:`float32_geometry`): autocast would run its matmuls in
+fp16 / bf16, whose ~3 significant digits put a projected point tenths of a pixel off at KITTI width, and a
+forward warp then splats it on the wrong pixel. Outside autocast the functions keep their inputs' dtype.
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+import functools
+from typing import Any, Callable, NamedTuple, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -23,7 +29,40 @@ __all__ = [
     "pixel_grid", "pixels_to_grid", "backproject", "project", "transform_points",
     "pose_vec_to_matrix", "matrix_to_pose_vec", "invert_transform", "scale_intrinsics",
     "inverse_warp", "forward_warp", "depth_to_normals", "InverseWarpResult", "ForwardWarpResult",
+    "float32_geometry",
 ]
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _autocast_enabled(device_type: str) -> bool:
+    """Whether autocast is on for ``device_type`` ("cpu", "cuda", ...) in this thread."""
+    try:
+        return bool(torch.is_autocast_enabled(device_type))
+    except TypeError:  # torch < 2.4: no device argument
+        if device_type == "cpu":
+            return bool(torch.is_autocast_cpu_enabled())
+        return device_type == "cuda" and bool(torch.is_autocast_enabled())
+
+
+def float32_geometry(fn: _F) -> _F:
+    """Decorator: under ``torch.autocast`` for the inputs' device, run ``fn`` with autocast off and its
+    floating-point tensor arguments (fp16 / bf16 / fp32) as float32; otherwise call it unchanged."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        tensor = next((a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)), None)
+        if tensor is None or not _autocast_enabled(tensor.device.type):
+            return fn(*args, **kwargs)
+
+        def fp32(a: Any) -> Any:
+            return a.float() if isinstance(a, torch.Tensor) and a.is_floating_point() else a
+
+        with torch.autocast(device_type=tensor.device.type, enabled=False):
+            return fn(*[fp32(a) for a in args], **{k: fp32(v) for k, v in kwargs.items()})
+
+    return wrapper  # type: ignore[return-value]
 
 
 def _check(t: torch.Tensor, name: str, ndim: int, dim1: int | None = None) -> None:
@@ -65,6 +104,7 @@ def scale_intrinsics(K: torch.Tensor, sx: float, sy: float) -> torch.Tensor:
     return K
 
 
+@float32_geometry
 def backproject(depth_m: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
     """Depth (B, 1, H, W) in metres -> camera-frame points (B, 3, H, W).
 
@@ -79,6 +119,7 @@ def backproject(depth_m: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
     return (rays * depth_m.reshape(b, 1, -1)).reshape(b, 3, h, w)
 
 
+@float32_geometry
 def transform_points(T_a_b: torch.Tensor, points_b: torch.Tensor) -> torch.Tensor:
     """Apply T_a_b (B, 4, 4) to points (B, 3, H, W) or (B, 3, N)."""
     _check(T_a_b, "T_a_b", 3)
@@ -87,6 +128,7 @@ def transform_points(T_a_b: torch.Tensor, points_b: torch.Tensor) -> torch.Tenso
     return (T_a_b[:, :3, :3] @ flat + T_a_b[:, :3, 3:]).reshape(shape)
 
 
+@float32_geometry
 def project(points: torch.Tensor, K: torch.Tensor, min_depth: float = 1e-3) -> tuple[torch.Tensor, torch.Tensor]:
     """Camera-frame points (B, 3, H, W) -> (pixel coordinates (B, H, W, 2), depth z (B, 1, H, W)).
 
@@ -100,6 +142,7 @@ def project(points: torch.Tensor, K: torch.Tensor, min_depth: float = 1e-3) -> t
     return uv.permute(0, 2, 3, 1), z
 
 
+@float32_geometry
 def pose_vec_to_matrix(vec: torch.Tensor) -> torch.Tensor:
     """Pose vectors (B, 6) ``[tx, ty, tz, rx, ry, rz]`` (axis-angle, radians) -> (B, 4, 4).
 
@@ -124,6 +167,7 @@ def pose_vec_to_matrix(vec: torch.Tensor) -> torch.Tensor:
     return torch.cat([torch.cat([R, t.unsqueeze(-1)], dim=2), bottom], dim=1)
 
 
+@float32_geometry
 def matrix_to_pose_vec(T: torch.Tensor) -> torch.Tensor:
     """(B, 4, 4) -> (B, 6) ``[t, axis-angle]``; rotation angles must be below pi."""
     _check(T, "T", 3)
@@ -136,6 +180,7 @@ def matrix_to_pose_vec(T: torch.Tensor) -> torch.Tensor:
     return torch.cat([T[:, :3, 3], vee * factor.unsqueeze(-1)], dim=1)
 
 
+@float32_geometry
 def invert_transform(T: torch.Tensor) -> torch.Tensor:
     """Inverse of rigid transforms (B, 4, 4), without a general matrix inverse."""
     R_t = T[:, :3, :3].transpose(1, 2)
@@ -151,6 +196,7 @@ class InverseWarpResult(NamedTuple):
     uv_source: torch.Tensor    # (B, H, W, 2) pixel coordinates in the source image
 
 
+@float32_geometry
 def inverse_warp(image_src: torch.Tensor, depth_tgt_m: torch.Tensor, T_src_tgt: torch.Tensor,
                  K_tgt: torch.Tensor, K_src: torch.Tensor | None = None,
                  padding_mode: str = "zeros", flow3d_src: torch.Tensor | None = None) -> InverseWarpResult:
@@ -184,6 +230,7 @@ class ForwardWarpResult(NamedTuple):
     valid: torch.Tensor  # (B, 1, H, W) 1 where at least one source point landed
 
 
+@float32_geometry
 def forward_warp(image_src: torch.Tensor, depth_src_m: torch.Tensor, T_tgt_src: torch.Tensor,
                  K_src: torch.Tensor, upsample: int = 2, K_tgt: torch.Tensor | None = None,
                  out_size: tuple[int, int] | None = None) -> ForwardWarpResult:
@@ -241,6 +288,7 @@ def forward_warp(image_src: torch.Tensor, depth_src_m: torch.Tensor, T_tgt_src: 
     return ForwardWarpResult(image_out, depth_out, hit.reshape(b, 1, h_out, w_out).to(image_src.dtype))
 
 
+@float32_geometry
 def depth_to_normals(depth_m: torch.Tensor, K: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     """Unit surface normals (B, 3, H, W) in the camera frame from depth (B, 1, H, W).
 

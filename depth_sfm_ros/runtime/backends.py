@@ -5,7 +5,9 @@ image_prev)`` runs depth (+ pose and dynamic mask when a previous frame is given
 :class:`BackendOutput`. Outputs may be views into buffers reused by the next call.
 
 ``auto`` prefers tensorrt > onnxruntime (CUDA) > torch (CUDA) > onnxruntime (CPU) > torch (CPU)
-among what is installed and usable for the given model, and logs the choice and the reason.
+among what is installed for the given model, creates the first that works and logs the choice and the
+reason; a candidate that fails (TensorRT unusable or its engine cannot be built, an onnxruntime CUDA
+session that would run on the CPU, ...) gets one warning line and the next one is tried.
 
 No torch / tensorrt import at module level: each backend imports its library when created.
 """
@@ -19,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .model_card import ModelCardError
 from .model_dir import ModelCard, ModelDirError, card_input_hw, check_io, onnx_files, read_model_card
 
 log = logging.getLogger(__name__)
@@ -113,8 +116,19 @@ class _OrtRunner:
         return self.outputs
 
 
+class OrtCudaUnavailable(RuntimeError):
+    """onnxruntime lists the CUDA execution provider but a session cannot use it (CUDA / cuDNN libraries that
+    do not match the onnxruntime-gpu build): the session would silently run on the CPU."""
+
+
 class OnnxRuntimeBackend(Backend):
-    """ONNX Runtime on the CUDA execution provider when present (``device`` "cuda"/"auto"), else CPU."""
+    """ONNX Runtime on the CUDA execution provider when it works (``device`` "cuda"/"auto"), else CPU.
+
+    The device reported is the one the sessions really use (``session.get_providers()``), not what
+    ``get_available_providers()`` lists: onnxruntime-gpu falls back to the CPU provider, with only a log
+    line of its own, when the CUDA or cuDNN libraries do not match. ``device="cuda"`` then raises
+    :class:`OrtCudaUnavailable`; ``device="auto"`` warns and runs on the CPU.
+    """
 
     name = "onnxruntime"
 
@@ -145,8 +159,22 @@ class OnnxRuntimeBackend(Backend):
             options.intra_op_num_threads = int(threads)
             options.inter_op_num_threads = 1
         self.threads = threads
-        self._runners = {name: _OrtRunner(ort, path, name, self.card, providers, options)
-                         for name, path in files.items()}
+        self._runners: dict[str, _OrtRunner] = {}
+        for name, path in files.items():
+            if use_cuda and self._runners:  # the first session told whether CUDA works
+                providers = (["CUDAExecutionProvider", "CPUExecutionProvider"] if self.device == "cuda"
+                             else ["CPUExecutionProvider"])
+            runner = _OrtRunner(ort, path, name, self.card, providers, options)
+            used = runner.session.get_providers()
+            if use_cuda and self.device == "cuda" and "CUDAExecutionProvider" not in used:
+                message = (f"onnxruntime lists CUDAExecutionProvider but the session for {name} runs on {used}: "
+                           f"the CUDA / cuDNN libraries do not match this onnxruntime-gpu build (onnxruntime logs "
+                           f"which library failed when the session is created)")
+                if device == "cuda":
+                    raise OrtCudaUnavailable(message + "; install the matching CUDA / cuDNN or use another backend")
+                log.warning("%s; running on the CPU", message)
+                self.device = "cpu"
+            self._runners[name] = runner
         self.has_mask = "mask.onnx" in self._runners
 
     def _infer(self, image_cur: np.ndarray, image_prev: np.ndarray | None) -> BackendOutput:
@@ -224,6 +252,11 @@ def create_backend(model: str | Path, name: str = "auto", device: str = "auto", 
                    engine_cache_dir: str | Path | None = None, engine_policy: str = "rebuild") -> Backend:
     """Create a backend for an exported model dir (or, for torch, a checkpoint file).
 
+    ``name="auto"`` creates the first candidate of :func:`auto_backend_order` that works; each one that
+    fails (TensorRT unusable or no engine, onnxruntime's CUDA provider not really usable, ...) is logged with
+    one warning line, naming the next one tried. A broken model dir (ModelCardError) is raised at once;
+    RuntimeError, listing every failure, when no candidate works.
+
     Args:
         model: exported model dir (model_card.yaml, depth.onnx, pose.onnx[, mask.onnx][, a checkpoint])
             or a checkpoint file (torch only).
@@ -242,15 +275,37 @@ def create_backend(model: str | Path, name: str = "auto", device: str = "auto", 
     model = Path(os.path.expanduser(str(model)))
     if not model.exists():
         raise ModelDirError(f"{model}: model path does not exist (expected an exported model dir or a checkpoint)")
-    if name == "auto":
-        order = auto_backend_order(model, device)
-        if not order:
-            if model.is_dir() and (model / "model_card.yaml").is_file() and find_checkpoint(model) is None:
-                onnx_files(model)  # an exported dir with a file missing: ModelDirError names it and its expected IO
-            raise RuntimeError(f"no usable backend for {model} on device={device!r}: need onnxruntime + depth.onnx, "
-                               f"or torch + a checkpoint, or TensorRT + a CUDA GPU")
-        name, device, reason = order[0]
-        log.info("backend auto-selection: %s on %s (%s)", name, device, reason)
+    if name != "auto":
+        return _create_named(model, name, device, fp16, threads, cuda_graphs, engine_cache_dir, engine_policy)
+    order = auto_backend_order(model, device)
+    if not order:
+        if model.is_dir() and (model / "model_card.yaml").is_file() and find_checkpoint(model) is None:
+            onnx_files(model)  # an exported dir with a file missing: ModelDirError names it and its expected IO
+        raise RuntimeError(f"no usable backend for {model} on device={device!r}: need onnxruntime + depth.onnx, "
+                           f"or torch + a checkpoint, or TensorRT + a CUDA GPU")
+    failures: list[str] = []
+    for index, (candidate, candidate_device, reason) in enumerate(order):
+        try:
+            backend = _create_named(model, candidate, candidate_device, fp16, threads, cuda_graphs,
+                                    engine_cache_dir, engine_policy)
+        except ModelCardError:
+            raise  # the model itself is broken (card, files, I/O): every backend would fail the same way
+        except Exception as exc:  # ImportError, RuntimeError, EngineCacheError, AttributeError of a TensorRT API...
+            failures.append(f"{candidate} on {candidate_device}: {type(exc).__name__}: {exc}")
+            following = (f"falling back to {order[index + 1][0]} on {order[index + 1][1]}"
+                         if index + 1 < len(order) else "no backend left")
+            log.warning("backend auto-selection: %s on %s failed (%s: %s); %s", candidate, candidate_device,
+                        type(exc).__name__, exc, following)
+            continue
+        log.info("backend auto-selection: %s on %s (%s)%s", backend.name, backend.device, reason,
+                 f"; after {len(failures)} failed candidate(s)" if failures else "")
+        return backend
+    raise RuntimeError(f"no backend could be created for {model} on device={device!r}: " + "; ".join(failures))
+
+
+def _create_named(model: Path, name: str, device: str, fp16: bool, threads: int | None, cuda_graphs: bool,
+                  engine_cache_dir: str | Path | None, engine_policy: str) -> Backend:
+    """One named backend (no fallback); arguments as :func:`create_backend`."""
     if name == "onnxruntime":
         if fp16:
             log.warning("onnxruntime backend runs the FP32 ONNX graph; fp16 is ignored")

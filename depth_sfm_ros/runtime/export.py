@@ -9,8 +9,12 @@ Writes, per docs/architecture.md ("Exported model"), with fixed batch 1 and opse
 
 Each ONNX file passes ``onnx.checker`` (full check) and, unless disabled, is compared with
 PyTorch in ONNX Runtime on random input. ``--engine`` / ``--fp16`` / ``--int8`` additionally build
-TensorRT engines with ``runtime.tensorrt_engine.build_engine`` (engine cache); without TensorRT the
-ONNX export still stands, a message says so, and only ``--engine`` makes the exit code non-zero.
+TensorRT engines with ``runtime.tensorrt_engine.build_engine`` (engine cache) with the installed TensorRT:
+8.6 / 10.x set the FP16 / INT8 builder flags (INT8 with an entropy calibrator on the ``--calib`` frames),
+11+ parses an FP16 copy of each ONNX file or an INT8 Q/DQ copy calibrated on those frames with
+onnxruntime.quantization (strongly typed networks). Without TensorRT the ONNX export still stands, a
+message says so, and only ``--engine`` makes the exit code non-zero; a failed engine build
+(:class:`EngineBuildError`) always does.
 
 Python entry point: :func:`export_bundle` (the demo and bench call it directly).
 torch is imported inside the functions (this module must import without torch).
@@ -38,7 +42,7 @@ from .model_card import (MODEL_CARD_NAME, ONNX_FILES, SCALE_CONVENTIONS, ModelCa
                          write_model_card)
 
 __all__ = ["ExportResult", "export_bundle", "export_checkpoint", "load_calibration_images", "resolve_intrinsics",
-           "add_arguments", "run", "TensorRTUnavailable"]
+           "add_arguments", "run", "TensorRTUnavailable", "EngineBuildError"]
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +57,10 @@ MISSING_INTRINSICS = ("the normalised intrinsics the model was trained with are 
 
 class TensorRTUnavailable(RuntimeError):
     """TensorRT (or the engine builder module) is not installed on this machine."""
+
+
+class EngineBuildError(RuntimeError):
+    """TensorRT is installed but an engine could not be built (the ONNX files and the card were written)."""
 
 
 @dataclass
@@ -262,16 +270,21 @@ def _export_one(module: Any, args: tuple, path: Path, inputs: Sequence[str], out
 # ------------------------------------------------------------------------------------------ engines
 def _build_engines(onnx_files: Mapping[str, Path], precision: str, calibration_images: np.ndarray | None,
                    cache_dir: str | os.PathLike | None) -> dict[str, Path]:
+    """Build (or find in the cache) one engine per ONNX file; TensorRTUnavailable / EngineBuildError."""
     if importlib.util.find_spec("tensorrt") is None:
         raise TensorRTUnavailable("TensorRT is not installed (python module 'tensorrt' not found)")
     try:
-        from .tensorrt_engine import build_engine
+        importlib.import_module("tensorrt")  # a wheel whose native libraries are missing fails here
+        from .tensorrt_engine import EngineCacheError, build_engine
     except ImportError as exc:
         raise TensorRTUnavailable(f"the TensorRT engine builder is unavailable: {exc}") from exc
     engines = {}
     for name, path in onnx_files.items():
-        _, engine_path = build_engine(path, precision=precision, calibration_images=calibration_images,
-                                      cache_dir=cache_dir)
+        try:
+            _, engine_path = build_engine(path, precision=precision, calibration_images=calibration_images,
+                                          cache_dir=cache_dir)
+        except (RuntimeError, EngineCacheError, AttributeError) as exc:
+            raise EngineBuildError(f"TensorRT {precision} engine for {name}: {exc}") from exc
         engines[name] = Path(engine_path)
         log.info("TensorRT %s engine for %s: %s", precision, name, engine_path)
     return engines
@@ -417,8 +430,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "checkpoint's training config)")
     parser.add_argument("--no-verify", action="store_true", help="skip the ONNX Runtime vs torch parity check")
     parser.add_argument("--engine", action="store_true", help="also build TensorRT engines (fails without TensorRT)")
-    parser.add_argument("--fp16", action="store_true", help="build FP16 TensorRT engines (if TensorRT is installed)")
-    parser.add_argument("--int8", action="store_true", help="build INT8 TensorRT engines (needs --calib)")
+    parser.add_argument("--fp16", action="store_true",
+                        help="build FP16 TensorRT engines (if TensorRT is installed; on TensorRT 11+ from an FP16 "
+                             "copy of the ONNX graph)")
+    parser.add_argument("--int8", action="store_true",
+                        help="build INT8 TensorRT engines (needs --calib; on TensorRT 11+ from a Q/DQ copy of the "
+                             "ONNX graph calibrated with onnxruntime.quantization)")
     parser.add_argument("--calib", default=None, metavar="FRAMES_DIR_OR_BAG",
                         help="INT8 calibration frames: a folder of images or a rosbag2 directory")
     parser.add_argument("--calib-topic", default=None, help="image topic in the --calib bag (default: the first)")
@@ -447,6 +464,10 @@ def run(args: argparse.Namespace) -> int:
     except (FileNotFoundError, CheckpointError, ValueError) as exc:
         print(f"depth-sfm export: {exc}", file=sys.stderr)
         return 2
+    except EngineBuildError as exc:
+        print(f"depth-sfm export: the ONNX files and {MODEL_CARD_NAME} were written to {args.out}, but the engine "
+              f"build failed: {exc}", file=sys.stderr)
+        return 1
     print(f"exported {', '.join(sorted(result.onnx_files))} and {MODEL_CARD_NAME} to {result.out_dir} "
           f"({result.card.input_width}x{result.card.input_height}, opset {result.card.opset})")
     for name, diff in sorted(result.parity.items()):

@@ -1,8 +1,17 @@
 """TensorRT backend: cached engines (see tensorrt_engine.py) run with torch CUDA tensors as buffers.
 
-Supports both TensorRT APIs: 10.x named tensors (``set_tensor_address`` + ``execute_async_v3``) and
-8.6 bindings (``execute_async_v2``). No pycuda: device memory and the stream come from torch.
-Untested here (TensorRT is not installable in the CI environment); the cache logic it relies on is.
+Which execution API each supported TensorRT uses (the runner picks by what the engine object has):
+
+* tensor names: ``num_io_tensors`` / ``get_tensor_name`` / ``get_tensor_mode`` / ``set_tensor_address`` +
+  ``execute_async_v3(stream)``. Added in TensorRT 8.5, the only API of 10.x and 11; used on 8.6, 10.x and 11.
+* binding indices: ``num_bindings`` / ``get_binding_name`` / ``binding_is_input`` + ``execute_async_v2(bindings,
+  stream)``. Deprecated in 8.5/8.6 and removed in 10.0; used only for an engine object without the
+  tensor-name API (a TensorRT older than 8.5, which is not supported for building).
+
+The engines keep the exported float32 inputs and outputs at every precision (TensorRT 11's FP16 / INT8
+graphs cast inside, see onnx_precision.py), so the buffers are always float32. No pycuda: device memory
+and the stream come from torch. The real engine build/run needs a GPU and TensorRT; the tests run this
+code against fakes shaped like each version's bindings (test/fakes/tensorrt_*.py).
 """
 from __future__ import annotations
 
@@ -13,28 +22,33 @@ import numpy as np
 
 from .backends import Backend, BackendOutput
 from .model_dir import card_input_hw, check_io, onnx_files, read_model_card
-from .tensorrt_engine import build_engine
+from .tensorrt_engine import build_engine, strongly_typed
 
 log = logging.getLogger(__name__)
 
 
 class _TrtRunner:
-    """One deserialized engine + execution context with static torch CUDA buffers per I/O tensor."""
+    """One deserialized engine + execution context with static torch buffers (float32) per I/O tensor.
 
-    def __init__(self, trt, torch, runtime, engine_bytes: bytes, name: str) -> None:
+    ``tensor_api`` is True when the engine has the tensor-name API (TensorRT >= 8.5: 8.6, 10.x, 11), False
+    for the binding-index API (see the module docstring). ``device`` is where the buffers live ("cuda"; the
+    tests use "cpu" with a fake TensorRT).
+    """
+
+    def __init__(self, trt, torch, runtime, engine_bytes: bytes, name: str, device: str = "cuda") -> None:
         self.torch = torch
         self.engine = runtime.deserialize_cuda_engine(engine_bytes)
         if self.engine is None:
             raise RuntimeError(f"TensorRT could not deserialize the engine for {name} (version/GPU mismatch?)")
         self.context = self.engine.create_execution_context()
-        self.v10 = hasattr(self.engine, "num_io_tensors")
+        self.tensor_api = hasattr(self.engine, "num_io_tensors")
         self.buffers: dict[str, object] = {}
         self.inputs: list[str] = []
         self.outputs: list[str] = []
-        names = ([self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)] if self.v10
+        names = ([self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)] if self.tensor_api
                  else [self.engine.get_binding_name(i) for i in range(self.engine.num_bindings)])
         for index, tensor in enumerate(names):
-            if self.v10:
+            if self.tensor_api:
                 shape = tuple(self.engine.get_tensor_shape(tensor))
                 is_input = self.engine.get_tensor_mode(tensor) == trt.TensorIOMode.INPUT
                 dtype = self.engine.get_tensor_dtype(tensor)
@@ -44,16 +58,16 @@ class _TrtRunner:
                 dtype = self.engine.get_binding_dtype(index)
             if dtype != trt.DataType.FLOAT:
                 raise RuntimeError(f"{name}: tensor {tensor!r} is {dtype}, expected float32 I/O")
-            self.buffers[tensor] = torch.empty(shape, dtype=torch.float32, device="cuda")
+            self.buffers[tensor] = torch.empty(shape, dtype=torch.float32, device=device)
             (self.inputs if is_input else self.outputs).append(tensor)
-            if self.v10:
+            if self.tensor_api:
                 self.context.set_tensor_address(tensor, int(self.buffers[tensor].data_ptr()))
-        self.bindings = [int(self.buffers[t].data_ptr()) for t in names]
+        self.bindings = [int(self.buffers[t].data_ptr()) for t in names]  # binding-index API only
 
     def run(self, feeds: dict[str, np.ndarray], stream) -> dict[str, object]:
         for tensor, array in feeds.items():
             self.buffers[tensor].copy_(self.torch.from_numpy(array), non_blocking=False)
-        ok = (self.context.execute_async_v3(stream.cuda_stream) if self.v10
+        ok = (self.context.execute_async_v3(stream.cuda_stream) if self.tensor_api
               else self.context.execute_async_v2(self.bindings, stream.cuda_stream))
         if not ok:
             raise RuntimeError("TensorRT execution failed")
@@ -61,6 +75,14 @@ class _TrtRunner:
 
 
 class TensorRTBackend(Backend):
+    """The exported ONNX files as cached TensorRT engines (built on first use, see ``build_engine``).
+
+    ``fp16`` / ``precision`` ("fp32" | "fp16" | "int8"; int8 needs ``calibration_images``) choose the engine
+    precision, realised per TensorRT version as tensorrt_engine.py describes. Raises (ImportError,
+    RuntimeError, EngineCacheError ...) when TensorRT, the GPU or the engine is unusable; ``create_backend``
+    with ``name="auto"`` then falls back to the next backend.
+    """
+
     name = "tensorrt"
     device = "cuda"
 
@@ -72,6 +94,7 @@ class TensorRTBackend(Backend):
 
         if not torch.cuda.is_available():
             raise RuntimeError("tensorrt backend: torch sees no CUDA GPU (torch CUDA tensors hold the buffers)")
+        strongly_typed(trt.__version__)  # RuntimeError for an unsupported TensorRT version
         self.card = read_model_card(model_dir)
         precision = precision or ("fp16" if fp16 else "fp32")
         files = onnx_files(model_dir, self.card)

@@ -14,6 +14,12 @@ A corrupt engine (sha256 differs from its metadata) is never used.
 Writes are atomic: temp file + fsync + rename, metadata last (it is the commit marker); an OSError
 (disk full, permissions) becomes :class:`EngineCacheError` and leaves no valid-looking half file.
 
+Supported TensorRT: 8.6 (JetPack 5), 10.x (JetPack 6) and 11+ (``pip install tensorrt`` today), told apart by
+``tensorrt.__version__``. 8.6 / 10.x build weakly typed networks (FP16 / INT8 builder flags, INT8 entropy
+calibrator); 11+ builds strongly typed networks whose precision comes from the ONNX graph (an FP16 copy, or
+an INT8 Q/DQ copy calibrated with onnxruntime.quantization, written beside the engine). The GPU is found
+with torch.cuda, else with cuda-python's driver API (no CUDA torch needed to build an engine).
+
 ``tensorrt`` is imported only inside the build / detection functions.
 """
 from __future__ import annotations
@@ -120,34 +126,103 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
 # --------------------------------------------------------------------------------------------
 # device / TensorRT detection (lazy)
 # --------------------------------------------------------------------------------------------
+def _cuda_driver():
+    """The CUDA driver API of cuda-python: ``cuda.bindings.driver`` (cuda-python >= 12.6, the only one in 13),
+    else the older ``cuda.cuda`` (cuda-python 11.x / 12.x). ImportError when neither is installed."""
+    try:
+        from cuda.bindings import driver
+    except ImportError:
+        from cuda import cuda as driver  # cuda-python < 13
+    return driver
+
+
+def _cuda_check(driver, result: tuple, call: str):
+    """The value of a cuda-python call's ``(CUresult, value...)`` tuple; RuntimeError naming the CUDA error."""
+    err, *values = result if isinstance(result, tuple) else (result,)
+    if err != driver.CUresult.CUDA_SUCCESS:
+        try:
+            _, name = driver.cuGetErrorName(err)
+            name = name.decode() if isinstance(name, bytes) else str(name)
+        except Exception:  # an unknown code: the number is still useful
+            name = str(err)
+        raise RuntimeError(f"CUDA driver call {call} failed: {name} ({getattr(err, 'value', err)})")
+    return values[0] if len(values) == 1 else tuple(values)
+
+
+def _detect_device_cuda_python(index: int) -> DeviceInfo:
+    """GPU name and compute capability through the CUDA driver API (cuda-python), every error code checked."""
+    driver = _cuda_driver()
+    _cuda_check(driver, driver.cuInit(0), "cuInit")
+    count = _cuda_check(driver, driver.cuDeviceGetCount(), "cuDeviceGetCount")
+    if not 0 <= index < int(count):
+        raise RuntimeError(f"CUDA device {index} requested but the driver reports {int(count)} device(s)")
+    device = _cuda_check(driver, driver.cuDeviceGet(index), "cuDeviceGet")
+    name = _cuda_check(driver, driver.cuDeviceGetName(256, device), "cuDeviceGetName")
+    attr = driver.CUdevice_attribute
+    major = _cuda_check(driver, driver.cuDeviceGetAttribute(attr.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR,
+                                                            device), "cuDeviceGetAttribute(major)")
+    minor = _cuda_check(driver, driver.cuDeviceGetAttribute(attr.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR,
+                                                            device), "cuDeviceGetAttribute(minor)")
+    text = name.split(b"\0")[0].decode() if isinstance(name, bytes) else str(name).split("\0")[0]
+    return DeviceInfo(text.strip(), f"{int(major)}.{int(minor)}")
+
+
 def detect_device(index: int = 0) -> DeviceInfo:
-    """GPU name and compute capability via torch.cuda, else cuda-python; RuntimeError without a GPU."""
+    """GPU name and compute capability of CUDA device ``index``.
+
+    Through torch.cuda when torch has CUDA, else through the CUDA driver API of cuda-python
+    (``from cuda.bindings import driver`` in cuda-python >= 12.6 / 13, ``from cuda import cuda`` before), so a
+    Jetson with TensorRT but without a CUDA build of torch can build engines. RuntimeError without a GPU,
+    naming the CUDA error (e.g. CUDA_ERROR_NO_DEVICE) or what is missing.
+    """
+    torch_note = "torch is not installed"
     try:
         import torch
 
         if torch.cuda.is_available():
             major, minor = torch.cuda.get_device_capability(index)
             return DeviceInfo(torch.cuda.get_device_name(index), f"{major}.{minor}")
+        torch_note = "torch has no CUDA"
     except ImportError:
         pass
     try:
-        from cuda import cuda  # cuda-python
-
-        cuda.cuInit(0)
-        _, device = cuda.cuDeviceGet(index)
-        _, name = cuda.cuDeviceGetName(64, device)
-        attr = cuda.CUdevice_attribute
-        _, major = cuda.cuDeviceGetAttribute(attr.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, device)
-        _, minor = cuda.cuDeviceGetAttribute(attr.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, device)
-        return DeviceInfo(name.split(b"\0")[0].decode(), f"{major}.{minor}")
-    except Exception as exc:  # ImportError or CUDA errors
-        raise RuntimeError(f"no CUDA GPU found for TensorRT (torch.cuda and cuda-python unavailable: {exc})") from exc
+        return _detect_device_cuda_python(index)
+    except ImportError as exc:
+        raise RuntimeError(f"no CUDA GPU found for TensorRT: {torch_note}, and cuda-python is not installed "
+                           f"({exc}; pip install cuda-python)") from exc
+    except RuntimeError as exc:
+        raise RuntimeError(f"no CUDA GPU found for TensorRT ({torch_note}; cuda-python: {exc})") from exc
 
 
 def tensorrt_version() -> str:
     import tensorrt as trt
 
     return str(trt.__version__)
+
+
+SUPPORTED_TENSORRT = "8.6 (JetPack 5), 10.x (JetPack 6) and 11+"
+STRONGLY_TYPED_MAJOR = 11  # TensorRT 11 removed weakly typed builds (BuilderFlag.FP16 / INT8, INT8 calibrators)
+# file suffix of the ONNX copy a strongly typed build parses, per precision (fp32 parses the export itself)
+DERIVED_ONNX_SUFFIX = {"fp32": ".onnx", "fp16": ".fp16.onnx", "int8": ".qdq.onnx"}
+
+
+def tensorrt_major_minor(version: str) -> tuple[int, int]:
+    """(major, minor) of a TensorRT version string such as "10.3.0.26"; ValueError if unparsable."""
+    match = re.match(r"\s*(\d+)(?:\.(\d+))?", str(version))
+    if not match:
+        raise ValueError(f"cannot parse the TensorRT version {version!r}")
+    return int(match.group(1)), int(match.group(2) or 0)
+
+
+def strongly_typed(version: str) -> bool:
+    """True when TensorRT ``version`` builds only strongly typed networks (precision from the ONNX graph).
+
+    RuntimeError for versions older than 8.6 (not supported).
+    """
+    major, minor = tensorrt_major_minor(version)
+    if (major, minor) < (8, 6):
+        raise RuntimeError(f"TensorRT {version} is not supported; supported: {SUPPORTED_TENSORRT}")
+    return major >= STRONGLY_TYPED_MAJOR
 
 
 def make_key(onnx_path: str | Path, precision: str, input_shape: Sequence[int], device: DeviceInfo | None = None,
@@ -257,25 +332,37 @@ def load_cached_engine(key: EngineCacheKey, cache_dir: str | Path | None = None,
 
 
 # --------------------------------------------------------------------------------------------
-# building (real TensorRT API, 8.6 and 10.x)
+# building (the real TensorRT Python API of 8.6, 10.x and 11)
 # --------------------------------------------------------------------------------------------
+# How each supported version gets its precision:
+#   8.6, 10.x  weakly typed network from the FP32 ONNX; fp16: BuilderFlag.FP16; int8: BuilderFlag.INT8 (+ FP16
+#              for the layers left in float) with an IInt8EntropyCalibrator2 fed real frames.
+#   11+        strongly typed network (NetworkDefinitionCreationFlag.STRONGLY_TYPED; the precision flags and the
+#              calibrators no longer exist): fp16 parses an FP16 copy of the ONNX graph, int8 a Q/DQ copy
+#              calibrated with onnxruntime.quantization (runtime/onnx_precision.py); both stay beside the engine.
 def _make_calibrator(trt, input_names: list[str], frames: np.ndarray, cache_file: Path):
-    """An IInt8EntropyCalibrator2 fed with real frames (N, 3, H, W) float32; two-input nets get
-    consecutive pairs (image_prev = frame i-1, image_cur = frame i)."""
-    import torch
+    """An IInt8EntropyCalibrator2 (TensorRT 8.6 / 10.x) fed with real frames (N, 3, H, W) float32; two-input
+    nets get consecutive pairs (image_prev = frame i-1, image_cur = frame i). Buffers are torch CUDA tensors."""
+    if not hasattr(trt, "IInt8EntropyCalibrator2"):
+        raise RuntimeError(f"TensorRT {trt.__version__} has no IInt8EntropyCalibrator2 (INT8 calibration was "
+                           f"removed in TensorRT 11: INT8 engines there come from a Q/DQ ONNX graph)")
 
     class FrameCalibrator(trt.IInt8EntropyCalibrator2):
         def __init__(self) -> None:
             super().__init__()
             self.index = 1 if len(input_names) == 2 else 0
-            self.buffers = {n: torch.empty((1, *frames.shape[1:]), device="cuda") for n in input_names}
+            self.buffers: dict[str, object] = {}  # torch CUDA tensors, allocated when calibration starts
 
         def get_batch_size(self) -> int:
             return 1
 
         def get_batch(self, names, *args):
+            import torch
+
             if self.index >= len(frames):
                 return None
+            if not self.buffers:
+                self.buffers = {n: torch.empty((1, *frames.shape[1:]), device="cuda") for n in input_names}
             for name in names:
                 src = frames[self.index - 1] if name == "image_prev" else frames[self.index]
                 self.buffers[name].copy_(torch.from_numpy(np.ascontiguousarray(src[None])))
@@ -292,7 +379,8 @@ def _make_calibrator(trt, input_names: list[str], frames: np.ndarray, cache_file
 
 
 def _progress_monitor(trt):
-    """A TensorRT >= 8.6 IProgressMonitor that logs build phases (None on older versions)."""
+    """An IProgressMonitor that logs build phases. The Python class exists from TensorRT 10.0 on (the C++
+    interface came with 8.6, its Python binding did not): None on 8.6."""
     if not hasattr(trt, "IProgressMonitor"):
         return None
 
@@ -312,45 +400,87 @@ def _progress_monitor(trt):
     return LogProgress()
 
 
+def _network_flags(trt, strong: bool) -> int:
+    """create_network flags: EXPLICIT_BATCH on 8.6 (10.x made explicit batch the only mode and deprecated the
+    flag); STRONGLY_TYPED on 11+ (every network is strongly typed there; the flag is accepted and ignored, so
+    it is set only where the enum still has it)."""
+    major, _ = tensorrt_major_minor(trt.__version__)
+    flags = trt.NetworkDefinitionCreationFlag
+    if strong:
+        return 1 << int(flags.STRONGLY_TYPED) if hasattr(flags, "STRONGLY_TYPED") else 0
+    if major < 10:
+        return 1 << int(flags.EXPLICIT_BATCH)
+    return 0
+
+
+def _strongly_typed_onnx(onnx_path: Path, precision: str, calibration_images: np.ndarray | None,
+                         derived: Path) -> Path:
+    """The ONNX graph a strongly typed network is parsed from: the FP32 export itself, its FP16 copy, or its
+    INT8 Q/DQ copy (an existing Q/DQ copy for this ONNX is reused, like the 8.6/10 calibration cache)."""
+    from .onnx_precision import write_fp16_onnx, write_qdq_onnx
+
+    if precision == "fp32":
+        return onnx_path
+    if precision == "fp16":
+        return write_fp16_onnx(onnx_path, derived)
+    if derived.is_file():
+        log.info("using the INT8 Q/DQ graph %s (delete it to calibrate again)", derived)
+        return derived
+    return write_qdq_onnx(onnx_path, derived, calibration_images)
+
+
 def _build_serialized(onnx_path: Path, precision: str, calibration_images: np.ndarray | None,
-                      workspace_gb: float, timing_cache_file: Path | None, calib_cache_file: Path) -> bytes:
+                      workspace_gb: float, timing_cache_file: Path | None, calib_cache_file: Path,
+                      derived_onnx: Path | None = None) -> bytes:
+    """Build a serialized engine with the installed TensorRT (see the table above for each version).
+
+    ``derived_onnx``: where TensorRT 11+ writes the FP16 / Q/DQ copy of the graph (default: beside
+    ``calib_cache_file``).
+    """
     import tensorrt as trt
 
+    strong = strongly_typed(trt.__version__)
+    if precision == "int8" and (calibration_images is None or len(calibration_images) < 2):
+        raise ValueError("int8 needs calibration_images: at least 2 real frames (N, 3, H, W) float32 in [0, 1]")
+    source = onnx_path
+    if strong:
+        derived = derived_onnx or calib_cache_file.with_suffix(DERIVED_ONNX_SUFFIX[precision])
+        source = _strongly_typed_onnx(onnx_path, precision, calibration_images, derived)
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
-    major = int(trt.__version__.split(".")[0])
-    flags = 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH) if major < 10 else 0
-    network = builder.create_network(flags)
+    network = builder.create_network(_network_flags(trt, strong))
     parser = trt.OnnxParser(network, logger)
-    if not parser.parse(onnx_path.read_bytes()):
+    if not parser.parse(source.read_bytes()):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise RuntimeError(f"TensorRT cannot parse {onnx_path}: {errors}")
+        raise RuntimeError(f"TensorRT cannot parse {source}: {errors}")
     config = builder.create_builder_config()
     workspace = int(workspace_gb * (1 << 30))
     if hasattr(config, "set_memory_pool_limit"):
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace)
     else:  # pragma: no cover - TensorRT < 8.4
         config.max_workspace_size = workspace
-    if precision in ("fp16", "int8"):
+    if not strong and precision in ("fp16", "int8"):
+        flags = trt.BuilderFlag
+        if not hasattr(flags, "FP16") or (precision == "int8" and not hasattr(flags, "INT8")):
+            raise RuntimeError(f"TensorRT {trt.__version__} has no BuilderFlag.FP16/INT8 (weakly typed builds)")
         if not getattr(builder, "platform_has_fast_fp16", True):
             log.warning("this GPU has no fast FP16; building anyway")
-        config.set_flag(trt.BuilderFlag.FP16)
-    if precision == "int8":
-        if calibration_images is None or len(calibration_images) < 2:
-            raise ValueError("int8 needs calibration_images: at least 2 real frames (N, 3, H, W) float32 in [0, 1]")
-        config.set_flag(trt.BuilderFlag.INT8)
-        names = [network.get_input(i).name for i in range(network.num_inputs)]
-        config.int8_calibrator = _make_calibrator(trt, names, np.asarray(calibration_images, np.float32),
-                                                  calib_cache_file)
+        config.set_flag(flags.FP16)
+        if precision == "int8":
+            config.set_flag(flags.INT8)
+            names = [network.get_input(i).name for i in range(network.num_inputs)]
+            config.int8_calibrator = _make_calibrator(trt, names, np.asarray(calibration_images, np.float32),
+                                                      calib_cache_file)
     timing_cache = None
-    if timing_cache_file is not None:
+    if timing_cache_file is not None and hasattr(config, "create_timing_cache"):
         blob = timing_cache_file.read_bytes() if timing_cache_file.is_file() else b""
         timing_cache = config.create_timing_cache(blob)
         config.set_timing_cache(timing_cache, ignore_mismatch=False)
     monitor = _progress_monitor(trt)
     if monitor is not None:
         config.progress_monitor = monitor
-    log.info("building TensorRT %s engine for %s (TensorRT %s) ...", precision, onnx_path.name, trt.__version__)
+    log.info("building TensorRT %s engine for %s (TensorRT %s, %s network from %s) ...", precision, onnx_path.name,
+             trt.__version__, "strongly typed" if strong else "weakly typed", source.name)
     start = time.perf_counter()
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
@@ -387,6 +517,8 @@ def build_engine(onnx_path: str | Path, precision: str = "fp32", calibration_ima
     path = engine_path(key, root)
     timing_file = path.parent / f"timing-trt{_slug(key.tensorrt_version)}.cache" if timing_cache else None
     calib_file = path.with_name(f"{path.stem}-{key.onnx_sha256[:12]}.calib")  # per ONNX: never stale
+    # TensorRT 11+: the FP16 / Q/DQ copy of the graph, per ONNX like the calibration cache
+    derived = path.with_name(f"{path.stem}-{key.onnx_sha256[:12]}{DERIVED_ONNX_SUFFIX[precision]}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -394,7 +526,7 @@ def build_engine(onnx_path: str | Path, precision: str = "fp32", calibration_ima
     engine_bytes = load_cached_engine(
         key, root, policy=policy,
         rebuild=lambda: _build_serialized(onnx_path, precision, calibration_images, workspace_gb,
-                                          timing_file, calib_file))
+                                          timing_file, calib_file, derived))
     return engine_bytes, path
 
 

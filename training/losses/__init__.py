@@ -9,7 +9,8 @@ Trainer usage::
 
 Modules: photometric (SSIM / L1, min reprojection, auto-mask), smoothness, explainability
 (SfMLearner), occlusion_masks (seed 003 overlap / blank), boundary (seed 002), geometric
-(SC-Depth), instance (seed 001), cycle / auto_weight / normals / flow3d (seed 000).
+(SC-Depth), instance (seed 001), cycle / auto_weight / normals / flow3d (seed 000); instance_ids
+(relabelling raw instance ids 1..N, shared with the forward pass).
 """
 from .config import TERM_WEIGHTS, LossConfig
 from .compose import FrameBatchOutputs, compute_losses

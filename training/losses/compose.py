@@ -45,11 +45,11 @@ class FrameBatchOutputs:
         T_tgt_src: S poses (B, 4, 4) predicted in the other direction, PoseNet(source_s, target) (cycle).
         explainability_logits: per scale (B, S, h_i, w_i) (explainability).
         source_depths: S tensors (B, 1, H, W): the depth net on each source frame (geometric,
-            blank mask, reverse check of the overlap mask, instance geometric consistency).
+            blank mask, instance geometric consistency).
         instance_ids: (B, 1, H, W) int of the target, 0 = background (boundary, instance).
         object_motions: S tensors (B, N, 4, 4), Obj-PoseNet motion M_k of instance id k+1 (instance).
         dynamic_masks: (B, 1, H, W) bool/float teacher masks of the target (auto_weight, dynamic_prob).
-        flow3d: S tensors (B, 3, H, W) residual 3-D flow in metres, source frame (flow3d).
+        flow3d: S tensors (B, 3, H, W) residual 3-D flow in depth units, source frame (flow3d).
         dynamic_prob: (B, 1, H, W) in [0, 1] from the mask net (flow3d's dynamic_prob term).
         depth_prior: (B, 1, H, W) depth from a prior model (normal, ranking).
     """
@@ -134,10 +134,12 @@ def compute_losses(outputs: FrameBatchOutputs, config: LossConfig | None = None,
 
     Per-scale terms (photometric, smoothness / 2^i, explainability, geometric, boundary) are
     averaged over scales; cycle, normal, ranking and the flow terms use scale 0.
-    The view synthesis of each source is, in order of precedence: the instance-wise composite warp
-    (``instance``), the rigid + residual 3-D flow warp (``flow3d``), else the rigid inverse warp.
-    Binary masks (warp validity, overlap, blank) exclude pixels; soft masks (explainability,
-    1 - depth inconsistency) multiply the error; auto-weights scale each sample.
+    The view synthesis of each source is: the instance-wise composite warp (``instance``; with
+    ``flow3d`` too, the residual 3-D flow is added to the background region's rigid motion, so both
+    enter view synthesis), else the rigid + residual 3-D flow warp (``flow3d``), else the rigid
+    inverse warp. Binary masks (warp validity, overlap, blank) exclude pixels; soft masks
+    (explainability, 1 - depth inconsistency) multiply the error of the source that the per-pixel
+    minimum picked on the raw errors; auto-weights scale each sample.
     Terms keep their graph (detach or ``.item()`` them for logging).
     ``generator`` seeds the edge-guided pair sampling of the ranking loss.
     """
@@ -166,9 +168,9 @@ def compute_losses(outputs: FrameBatchOutputs, config: LossConfig | None = None,
     static_valid = [torch.ones_like(tgt[:, :1]) for _ in sources]
     depth0 = upsample_depth(outputs.depths[0], size)
     for s, T in enumerate(outputs.T_src_tgt):
-        if config.overlap_mask:
-            static_valid[s] = static_valid[s] * overlap_mask(
-                depth0.detach(), T.detach(), K, None if source_depths is None else source_depths[s].detach())
+        if config.overlap_mask:  # occlusion: target points hidden behind nearer target points in the source
+            static_valid[s] = static_valid[s] * overlap_mask(depth0.detach(), T.detach(), K,
+                                                             config.overlap_rel_tolerance)
         if config.blank_mask:
             static_valid[s] = static_valid[s] * blank_mask(
                 source_depths[s].detach(), invert_transform(T.detach()), K, upsample=config.forward_upsample)
@@ -195,7 +197,8 @@ def compute_losses(outputs: FrameBatchOutputs, config: LossConfig | None = None,
             incons = None
             if use_instance:
                 res = instance_warp(src, depth_i, T, K, outputs.instance_ids, outputs.object_motions[s],
-                                    source_depths[s] if (config.geometric and source_depths is not None) else None)
+                                    source_depths[s] if (config.geometric and source_depths is not None) else None,
+                                    flow3d_src=outputs.flow3d[s] if config.flow3d else None)
                 image_s, valid_s = res.image, res.valid
                 if res.depth_src_sampled is not None:
                     incons = inconsistency_from_warp(res.depth_in_source, res.depth_src_sampled, res.valid)
@@ -252,8 +255,8 @@ def compute_losses(outputs: FrameBatchOutputs, config: LossConfig | None = None,
                 largest = torch.stack([f.norm(dim=1) for f in flows]).argmax(0)  # flow of the strongest source
                 flow_max = torch.stack(list(flows)).gather(
                     0, largest.unsqueeze(0).unsqueeze(2).expand(1, -1, 3, -1, -1))[0]
-                terms["dynamic_prob"] = dynamic_prob_loss(outputs.dynamic_prob, None, flow_max,
-                                                          config.dynamic_flow_threshold_m)
+                terms["dynamic_prob"] = dynamic_prob_loss(outputs.dynamic_prob, None, flow_max, depth0,
+                                                          config.dynamic_flow_rel_threshold)
 
     weights = config.active_weights()
     total = sum(weights[name] * value for name, value in terms.items() if name in weights)

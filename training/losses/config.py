@@ -33,16 +33,26 @@ class LossConfig:
     auto-masking, multi-scale at full resolution; ``valid_mask`` drops pixels whose warp leaves the
     source. Smoothness 1e-3 (monodepth2; divided by 2^scale).
     SfMLearner explainability (seed 002/004): weight 0.2 on its regulariser.
-    Overlap / blank masks (seed 003): binary masks on the photometric loss.
+    Overlap / blank masks (seed 003): binary masks on the photometric loss. The overlap mask is the
+    z-buffer occlusion test of target points that land on the same source pixel (a point more than
+    ``overlap_rel_tolerance`` behind the nearest one there is occluded); the warp's in-view mask (the
+    seed's edge mask) is ``valid_mask``.
     SC-Depth geometric consistency: weight 0.5, and ``geometric_mask`` multiplies 1 - inconsistency
     into the photometric error.
-    Object-boundary loss (seed 002): weight 2.5 (its best run), gradient ``boundary_order`` 1 or 2.
+    Object-boundary loss (seed 002): gradient ``boundary_order`` 1 or 2; weight 0.01, NOT the seed's
+    2.5, which belongs to its own loss scale (summed, raw disparity) and collapses the depth under our
+    per-pixel means of mean-normalised disparity (see losses/boundary.py and object_boundary.yaml).
     Instance-wise warping and losses (seed 001): per-object composite motion, region-averaged
-    photometric and geometric losses; ``forward_upsample`` = alpha = 2.
+    photometric and geometric losses; ``forward_upsample`` = alpha = 2. With ``flow3d`` too, the
+    residual 3-D flow moves the background (non-instance) pixels and the object motions the instances.
     Pose cycle consistency (seed 000 eq. 1): the weight is not in the paper; 0.1 is our choice.
     Auto-weight (seed 000 eq. 2): ``auto_weight`` mode; the paper's winner is "less_dynamic_more_weight".
+    Its masks must come from the dataset or from a motion net that a loss trains (``flow3d``).
     Normal L1 (eq. 4) and edge-aware relative normal (eq. 5): 0.1 each (seed 000).
-    3-D flow net terms (seed 000 sec. 3.3): weights not in the paper; 0.1 / 0.1 are our choice.
+    3-D flow net terms (seed 000 sec. 3.3): weights not in the paper; 0.1 / 0.1 are our choice. Without
+    dataset masks the dynamic-probability target is ``|F| > dynamic_flow_rel_threshold * depth``: the
+    flow relative to the point's depth, both in network depth units, so it does not depend on the
+    (monocular, unknown) scale.
     """
 
     ssim_weight: float = 0.85
@@ -56,6 +66,7 @@ class LossConfig:
     explainability_weight: float = 0.2
 
     overlap_mask: bool = False
+    overlap_rel_tolerance: float = 0.1
     blank_mask: bool = False
 
     geometric: bool = False
@@ -63,7 +74,7 @@ class LossConfig:
     geometric_mask: bool = True
 
     boundary: bool = False
-    boundary_weight: float = 2.5
+    boundary_weight: float = 0.01
     boundary_order: int = 1
 
     instance: bool = False
@@ -84,7 +95,7 @@ class LossConfig:
     flow_sparsity_weight: float = 0.1
     flow_sparsity: str = "l1_2"
     dynamic_prob_weight: float = 0.1
-    dynamic_flow_threshold_m: float = 0.1
+    dynamic_flow_rel_threshold: float = 0.01
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.ssim_weight <= 1.0:
@@ -102,8 +113,10 @@ class LossConfig:
             raise ValueError(f"boundary_order must be 1 or 2, got {self.boundary_order}")
         if self.forward_upsample < 1 or self.ranking_pairs < 1:
             raise ValueError("forward_upsample and ranking_pairs must be >= 1")
-        if self.dynamic_flow_threshold_m <= 0:
-            raise ValueError(f"dynamic_flow_threshold_m must be > 0, got {self.dynamic_flow_threshold_m}")
+        if self.dynamic_flow_rel_threshold <= 0:
+            raise ValueError(f"dynamic_flow_rel_threshold must be > 0, got {self.dynamic_flow_rel_threshold}")
+        if self.overlap_rel_tolerance < 0:
+            raise ValueError(f"overlap_rel_tolerance must be >= 0, got {self.overlap_rel_tolerance}")
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any] | None) -> "LossConfig":

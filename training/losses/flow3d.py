@@ -1,19 +1,24 @@
 """Loss terms for the 3-D flow / motion net (seed 000 sec. 3.3, eq. 3: ``FlowNet(I_{t-1}, I_t) = F``).
 
-The flow net predicts a residual 3-D flow per target pixel, in metres in the source camera
-frame, which corrects the rigid (ego-motion) displacement of moving points:
+The flow net predicts a residual 3-D flow per target pixel, in network depth units (those of the
+predicted depth) in the source camera frame, which corrects the rigid (ego-motion) displacement of moving points:
 
     p_src = T_src_tgt p_tgt + F(p)
 
 * :func:`flow_warp`: view synthesis with rigid + residual flow (the photometric loss then uses it
-  like any other warp).
+  like any other warp). With seed 001's instance-wise warp on as well, the flow is added to the
+  background region's motion (:func:`depth_sfm_training.losses.instance.instance_warp`).
 * :func:`flow_sparsity_loss`: most of the scene is static, so the residual flow should be sparse:
   ``"l1"`` = mean |F|, or ``"l1_2"`` = the L1/2-style prior of Li et al. 2020 ("Unsupervised
   monocular depth learning in dynamic scenes"): ``mean(2 <|F_c|> sqrt(1 + |F_c| / <|F_c|>))``
   per channel c, with <.> the per-sample spatial mean, which grows like sqrt(|F|) for large flow
   and favours a few large moving regions over a little flow everywhere.
 * :func:`dynamic_prob_loss`: binary cross-entropy of the predicted ``dynamic_prob`` against teacher
-  masks when given, otherwise against ``|F| > threshold_m`` from the (detached) residual flow.
+  masks when given, otherwise against :func:`dynamic_flow_target`, ``|F| > rel_threshold * depth``
+  from the (detached) residual flow and depth: flow and depth are both in network depth units, so
+  the target is the same at any monocular scale. (The motion net gates its flow by its own
+  probability, ``F = p * 0.01 * raw``, so this target still depends on p: a known limitation of the
+  self-supervised mask, not addressed here.)
 
 Seed 000 gives no weights for these terms; the defaults in ``LossConfig`` are our choice.
 """
@@ -28,7 +33,8 @@ from depth_sfm_ros.geometry.ops import inverse_warp
 
 from .config import SPARSITY_KINDS
 
-__all__ = ["FlowWarpResult", "flow_warp", "flow_sparsity_loss", "dynamic_prob_loss", "SPARSITY_KINDS"]
+__all__ = ["FlowWarpResult", "flow_warp", "flow_sparsity_loss", "dynamic_flow_target", "dynamic_prob_loss",
+           "SPARSITY_KINDS"]
 
 
 class FlowWarpResult(NamedTuple):
@@ -44,7 +50,7 @@ def _check_flow(flow: torch.Tensor, like: torch.Tensor) -> None:
 def flow_warp(image_src: torch.Tensor, depth_tgt_m: torch.Tensor, T_src_tgt: torch.Tensor, K: torch.Tensor,
               flow3d_m: torch.Tensor, padding_mode: str = "border") -> FlowWarpResult:
     """Inverse warp of image_src (B, C, H, W) with rigid motion T_src_tgt (B, 4, 4) plus residual
-    3-D flow flow3d_m (B, 3, H, W, metres, source frame) for target depth (B, 1, H, W) and K (B, 3, 3).
+    3-D flow flow3d_m (B, 3, H, W, depth units, source frame) for target depth (B, 1, H, W) and K (B, 3, 3).
     With zero flow it equals ``inverse_warp``.
     """
     _check_flow(flow3d_m, depth_tgt_m)
@@ -65,20 +71,36 @@ def flow_sparsity_loss(flow3d_m: torch.Tensor, kind: str = "l1_2") -> torch.Tens
     return (2.0 * mean_abs * torch.sqrt(1.0 + mag / mean_abs)).mean()
 
 
+def dynamic_flow_target(flow3d: torch.Tensor, depth: torch.Tensor, rel_threshold: float = 0.01) -> torch.Tensor:
+    """Self-supervised dynamic mask (B, 1, H, W) float {0, 1}: ``||F|| > rel_threshold * depth``.
+
+    flow3d (B, 3, H, W) residual flow and depth (B, 1, H, W) of the target, both in network depth
+    units (the monocular scale is unknown, so an absolute threshold in metres would mean nothing):
+    the ratio is unit-free, i.e. the same for any common scale of flow and depth. Detached.
+    """
+    if rel_threshold <= 0:
+        raise ValueError(f"rel_threshold must be > 0, got {rel_threshold}")
+    _check_flow(flow3d, depth)
+    if depth.dim() != 4 or depth.shape[1] != 1:
+        raise ValueError(f"depth must be (B, 1, H, W), got {tuple(depth.shape)}")
+    ratio = flow3d.detach().norm(dim=1, keepdim=True) / depth.detach().clamp(min=1e-6)
+    return (ratio > rel_threshold).to(flow3d.dtype)
+
+
 def dynamic_prob_loss(dynamic_prob: torch.Tensor, teacher_mask: torch.Tensor | None = None,
-                      flow3d_m: torch.Tensor | None = None, threshold_m: float = 0.1) -> torch.Tensor:
+                      flow3d: torch.Tensor | None = None, depth: torch.Tensor | None = None,
+                      rel_threshold: float = 0.01) -> torch.Tensor:
     """Scalar BCE of dynamic_prob (B, 1, H, W) in [0, 1] against ``teacher_mask`` (B, 1, H, W)
-    (bool/float) when given, else against ``||flow3d_m|| > threshold_m`` (flow detached)."""
+    (bool/float) when given, else against :func:`dynamic_flow_target` of ``flow3d`` (B, 3, H, W) and
+    ``depth`` (B, 1, H, W) (both detached)."""
     if dynamic_prob.dim() != 4 or dynamic_prob.shape[1] != 1:
         raise ValueError(f"dynamic_prob must be (B, 1, H, W), got {tuple(dynamic_prob.shape)}")
     if teacher_mask is not None:
         target = teacher_mask.to(dynamic_prob.dtype)
-    elif flow3d_m is not None:
-        if threshold_m <= 0:
-            raise ValueError(f"threshold_m must be > 0, got {threshold_m}")
-        target = (flow3d_m.detach().norm(dim=1, keepdim=True) > threshold_m).to(dynamic_prob.dtype)
+    elif flow3d is not None and depth is not None:
+        target = dynamic_flow_target(flow3d, depth, rel_threshold).to(dynamic_prob.dtype)
     else:
-        raise ValueError("dynamic_prob_loss needs a teacher mask or the residual flow")
+        raise ValueError("dynamic_prob_loss needs a teacher mask or the residual flow and the depth")
     if target.shape != dynamic_prob.shape:
         raise ValueError(f"target {tuple(target.shape)} and dynamic_prob {tuple(dynamic_prob.shape)} differ in shape")
     return F.binary_cross_entropy(dynamic_prob.clamp(1e-6, 1.0 - 1e-6), target)

@@ -7,7 +7,8 @@
   image edges (edge-guided sampling): edge pixels are drawn where the Sobel magnitude of the guide
   (image or prior) exceeds ``edge_threshold`` x its per-sample maximum, and A / B are placed on both
   sides of the edge along the gradient direction at a random distance. Deterministic for a given
-  ``torch.Generator``.
+  ``torch.Generator``, which must live on the guide's device (``torch.multinomial`` / ``torch.rand``
+  refuse a generator of another device): create it with :func:`sampling_generator` (the trainer does).
 
 The prior is a target, so its normals carry no gradient. Normals are scale invariant, so a
 prior with another depth scale is fine.
@@ -22,8 +23,8 @@ from depth_sfm_ros.geometry.ops import depth_to_normals
 
 from ._filters import sobel
 
-__all__ = ["NORMAL_WEIGHT", "RANKING_WEIGHT", "normal_l1_loss", "PointPairs", "edge_guided_pairs",
-           "relative_normal_loss"]
+__all__ = ["NORMAL_WEIGHT", "RANKING_WEIGHT", "normal_l1_loss", "PointPairs", "sampling_generator",
+           "edge_guided_pairs", "relative_normal_loss"]
 
 NORMAL_WEIGHT = 0.1
 RANKING_WEIGHT = 0.1
@@ -47,6 +48,29 @@ def normal_l1_loss(depth_m: torch.Tensor, depth_prior_m: torch.Tensor, K: torch.
     return (n - n_prior).abs().sum(dim=1).mean()
 
 
+def _same_device(a: torch.device, b: torch.device) -> bool:
+    """``cuda`` and ``cuda:0`` name the same device when the current device is 0."""
+    a, b = torch.device(a), torch.device(b)
+    if a.type != b.type:
+        return False
+    if a.type == "cuda" and (a.index is None or b.index is None):
+        current = torch.cuda.current_device()
+        return (a.index if a.index is not None else current) == (b.index if b.index is not None else current)
+    return a.index == b.index or a.index is None or b.index is None
+
+
+def sampling_generator(device: torch.device | str, seed: int) -> torch.Generator:
+    """A ``torch.Generator`` on ``device`` (where the sampled tensors live), seeded with ``seed``.
+
+    The one way the trainer makes the generator of :func:`edge_guided_pairs`: a generator must be on
+    the device of the tensors it samples (a CUDA generator with a CPU ``multinomial`` fails).
+    """
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    return torch.Generator(device=device).manual_seed(int(seed))
+
+
 class PointPairs(NamedTuple):
     index_a: torch.Tensor  # (B, P) long, flat pixel index v * W + u
     index_b: torch.Tensor  # (B, P) long
@@ -59,7 +83,8 @@ def edge_guided_pairs(guide: torch.Tensor, num_pairs: int = 1024, generator: tor
     For each sample: an edge pixel p (uniform among pixels with Sobel magnitude above
     ``edge_threshold`` x max; all pixels when the guide is flat), a unit gradient direction d and a
     distance s ~ U[min_offset, max_offset] pixels give A = p - s d and B = p + s d (rounded,
-    clamped to the image).
+    clamped to the image). Sampling runs on ``guide.device``; ``generator``, when given, must be on
+    that device too (see :func:`sampling_generator`), else ValueError.
     """
     if guide.dim() != 4:
         raise ValueError(f"guide must be (B, C, H, W), got {tuple(guide.shape)}")
@@ -67,6 +92,10 @@ def edge_guided_pairs(guide: torch.Tensor, num_pairs: int = 1024, generator: tor
         raise ValueError(f"bad sampling parameters: num_pairs={num_pairs}, edge_threshold={edge_threshold}, "
                          f"offsets=[{min_offset}, {max_offset}]")
     b, _, h, w = guide.shape
+    device = guide.device
+    if generator is not None and not _same_device(generator.device, device):
+        raise ValueError(f"edge_guided_pairs: the generator is on {generator.device} but the guide on {device}; "
+                         f"create it with sampling_generator(guide.device, seed)")
     with torch.no_grad():
         gx, gy = sobel(guide.detach().float().mean(dim=1, keepdim=True))
         gx, gy = gx.reshape(b, -1), gy.reshape(b, -1)
@@ -74,9 +103,9 @@ def edge_guided_pairs(guide: torch.Tensor, num_pairs: int = 1024, generator: tor
         peak = mag.amax(dim=1, keepdim=True)
         weights = ((mag > edge_threshold * peak) & (peak > 0)).float()
         weights = torch.where(weights.sum(1, keepdim=True) > 0, weights, torch.ones_like(weights))
-        device = guide.device
-        centre = torch.multinomial(weights.cpu(), num_pairs, replacement=True, generator=generator).to(device)
-        offset = min_offset + (max_offset - min_offset) * torch.rand(b, num_pairs, generator=generator).to(device)
+        centre = torch.multinomial(weights, num_pairs, replacement=True, generator=generator)  # (B, P) on device
+        offset = min_offset + (max_offset - min_offset) * torch.rand(b, num_pairs, generator=generator,
+                                                                     device=device, dtype=weights.dtype)
         dx, dy = gx.gather(1, centre), gy.gather(1, centre)
         norm = torch.sqrt(dx * dx + dy * dy)
         # flat spots (fallback sampling) get a horizontal pair

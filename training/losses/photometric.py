@@ -10,6 +10,8 @@ from typing import NamedTuple, Sequence
 import torch
 import torch.nn.functional as F
 
+from .instance_ids import relabel_instances
+
 __all__ = [
     "ssim", "photometric_error", "upsample_depth", "reduce_masked", "PhotometricResult",
     "reprojection_loss",
@@ -74,7 +76,9 @@ def reduce_masked(error: torch.Tensor, mask: torch.Tensor, regions: torch.Tensor
     """Per-sample masked mean (B,) of ``error`` (B, 1, H, W) over pixels where ``mask`` (B, 1, H, W)
     is 1. With ``regions`` (B, 1, H, W) int (0 = background, k = instance k) the per-sample value is
     the mean over present regions of each region's masked mean (seed 001's instance-wise loss:
-    background and every object count equally). Samples with no valid pixel give 0."""
+    background and every object count equally); the ids are relabelled 1..N per frame first
+    (:func:`relabel_instances`), so raw ids such as 26001 cost no more than 1. Samples with no
+    valid pixel give 0."""
     if error.shape != mask.shape:
         raise ValueError(f"error {tuple(error.shape)} and mask {tuple(mask.shape)} differ in shape")
     b = error.shape[0]
@@ -84,9 +88,9 @@ def reduce_masked(error: torch.Tensor, mask: torch.Tensor, regions: torch.Tensor
         return num / den.clamp(min=1.0)
     if regions.shape != error.shape:
         raise ValueError(f"regions must be {tuple(error.shape)}, got {tuple(regions.shape)}")
-    regions = regions.long()
+    regions = relabel_instances(regions, per_frame=True)  # raw ids (e.g. 26001) -> 1..N per frame
     n_regions = int(regions.max().item()) + 1 if regions.numel() else 1
-    one_hot = F.one_hot(regions[:, 0].clamp(min=0), n_regions).permute(0, 3, 1, 2).to(error.dtype)  # (B,R,H,W)
+    one_hot = F.one_hot(regions[:, 0], n_regions).permute(0, 3, 1, 2).to(error.dtype)  # (B,R,H,W)
     m = one_hot * mask
     num = (m * error).reshape(b, n_regions, -1).sum(-1)
     den = m.reshape(b, n_regions, -1).sum(-1)
@@ -116,10 +120,11 @@ def reprojection_loss(target: torch.Tensor, warped: Sequence[torch.Tensor],
         valid: S binary masks (B, 1, H, W): 0 where the reconstruction is undefined (warp left the
             source, overlap / blank mask of seed 003). Such pixels are excluded, not zero-error.
         weights: S soft masks (B, 1, H, W) multiplied into the error (SfMLearner explainability,
-            SC-Depth's 1 - depth inconsistency).
+            SC-Depth's 1 - depth inconsistency). With ``min_reprojection`` they scale the error of
+            the source the minimum picked on the raw errors; otherwise each source's error in the mean.
         sources: S un-warped source images; when given, monodepth2 auto-masking keeps only pixels
-            where the reprojection error is below the identity error (static camera, objects moving
-            with the camera).
+            where the raw (unweighted) reprojection error is below the identity error (static
+            camera, objects moving with the camera).
         min_reprojection: per-pixel minimum over sources (monodepth2) instead of their mean.
         sample_weight: (B,) per-sample weights (seed 000 auto-weight), default 1.
         regions: optional instance ids (B, 1, H, W) for the instance-wise (region-averaged) mean.
@@ -130,29 +135,37 @@ def reprojection_loss(target: torch.Tensor, warped: Sequence[torch.Tensor],
     for name, seq in (("valid", valid), ("weights", weights), ("sources", sources)):
         if seq is not None and len(seq) != len(warped):
             raise ValueError(f"{name} has {len(seq)} entries for {len(warped)} warped sources")
-    errors, valids = [], []
+    # 1. raw per-source error maps, validity and soft weights, stacked over sources: (B, S, H, W)
+    raw_errors, valids, soft = [], [], []
     for s, img in enumerate(warped):
         err = photometric_error(img, target, ssim_weight)
-        if weights is not None:
-            err = err * weights[s]
-        errors.append(err)
+        raw_errors.append(err)
         valids.append(torch.ones_like(err) if valid is None else valid[s].to(err.dtype))
-    error = torch.cat(errors, 1)            # (B, S, H, W)
-    valid_all = torch.cat(valids, 1)        # (B, S, H, W)
-    big = torch.finfo(error.dtype).max / 4
+        soft.append(torch.ones_like(err) if weights is None else weights[s].to(err.dtype).expand_as(err))
+    raw = torch.cat(raw_errors, 1)
+    valid_all = torch.cat(valids, 1)
+    weight_all = torch.cat(soft, 1)
     if min_reprojection:
-        reproj, _ = torch.where(valid_all > 0, error, torch.full_like(error, big)).min(dim=1, keepdim=True)
-        mask = (valid_all > 0).any(dim=1, keepdim=True).to(error.dtype)
-        reproj = torch.where(mask > 0, reproj, torch.zeros_like(reproj))
+        # 2a. monodepth2: per pixel, the valid source with the smallest RAW error. The soft weights are
+        #     applied to the chosen source's error only afterwards: a weight in the minimum would let a
+        #     source win because it is down-weighted, not because it reconstructs the pixel.
+        big = torch.finfo(raw.dtype).max / 4
+        raw_reproj, best = torch.where(valid_all > 0, raw, torch.full_like(raw, big)).min(dim=1, keepdim=True)
+        mask = (valid_all > 0).any(dim=1, keepdim=True).to(raw.dtype)
+        raw_reproj = torch.where(mask > 0, raw_reproj, torch.zeros_like(raw_reproj))
+        reproj = raw_reproj * weight_all.gather(1, best)
     else:
+        # 2b. SfMLearner: mean over the valid sources of E_s * error_s (seed 002 eq. 1)
         count = valid_all.sum(1, keepdim=True)
-        reproj = (error * valid_all).sum(1, keepdim=True) / count.clamp(min=1.0)
-        mask = (count > 0).to(error.dtype)
+        raw_reproj = (raw * valid_all).sum(1, keepdim=True) / count.clamp(min=1.0)
+        reproj = (raw * weight_all * valid_all).sum(1, keepdim=True) / count.clamp(min=1.0)
+        mask = (count > 0).to(raw.dtype)
     if sources is not None:
+        # 3. auto-masking (monodepth2) compares the RAW reprojection error with the identity error
         identity = torch.cat([photometric_error(src, target, ssim_weight) for src in sources], 1)
         identity = identity + _IDENTITY_OFFSET
         identity_ref = identity.min(1, keepdim=True)[0] if min_reprojection else identity.mean(1, keepdim=True)
-        mask = mask * (reproj.detach() < identity_ref).to(error.dtype)
+        mask = mask * (raw_reproj.detach() < identity_ref).to(raw.dtype)
     per_sample = reduce_masked(reproj, mask, regions)
     if sample_weight is None:
         loss = per_sample.mean()
