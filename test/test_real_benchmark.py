@@ -116,3 +116,14 @@ def test_bench_real_eval_scores_any_dataset_on_committed_fixtures() -> None:
     assert row["frames"] == 4
     assert 0 < row["depth"]["model"]["abs_rel"] < 2 and 0 < row["depth"]["constant"]["abs_rel"] < 2
     assert row["odometry"]["gt_speed_mps"] > 0
+
+
+def test_benchmark_uses_the_node_default_mask_threshold() -> None:
+    """The mask numbers must be the node's: the benchmark's threshold is the shipped params file's."""
+    import yaml
+
+    from depth_sfm_training.real_benchmark import NODE_MASK_THRESHOLD
+
+    params = yaml.safe_load((REPO / "config" / "depth_sfm.yaml").read_text())
+    node = next(iter(params.values()))["ros__parameters"]
+    assert node["mask_threshold"] == NODE_MASK_THRESHOLD

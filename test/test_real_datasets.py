@@ -794,7 +794,8 @@ def test_shared_real_mixture_config_components_build():
     config_path = Path(__file__).resolve().parents[1] / "training" / "configs" / "real_mixture.yaml"
     data = yaml.safe_load(config_path.read_text())["data"]
     components = [c for c in data["extra"]["components"] if c["type"] != "synthetic"]
-    mix = build_dataset({"type": "mixture", "data_path": str(SHARED_REAL), "height": data["height"],
+    repo = config_path.parents[2]  # the config's paths are relative to the repository root, like the trainer's cwd
+    mix = build_dataset({"type": "mixture", "data_path": str(repo / data["path"]), "height": data["height"],
                          "width": data["width"], "frame_offsets": [0, -1, 1], "components": components})
     names = {d.sequences[0].name for d in mix.datasets}
     assert {"7scenes_redkitchen", "kitti_odometry_51"} <= names

@@ -212,10 +212,16 @@ def score_parts(pipeline: Pipeline, sequence, parts: list[Part], fps: float, dep
     return rows
 
 
+# The node's default dynamic-probability threshold (config/depth_sfm.yaml ``mask_threshold``), so that the mask
+# numbers are the ones a user of the node sees.
+NODE_MASK_THRESHOLD = 0.15
+
+
 def _pipeline(model: str, backend: str, threads: int, camera_height_m: float | None) -> Pipeline:
     return Pipeline(PipelineConfig(
         model=model, backend=backend, device="cpu", threads=threads, min_depth_m=1e-3, max_depth_m=1e4,
-        scale_mode="none" if camera_height_m is None else "camera_height", camera_height_m=camera_height_m or 1.0))
+        scale_mode="none" if camera_height_m is None else "camera_height", camera_height_m=camera_height_m or 1.0,
+        mask_threshold=NODE_MASK_THRESHOLD))
 
 
 def evaluate(model: str, backend: str, real_root: Path, threads: int, max_frames: int | None) -> dict:
@@ -335,8 +341,7 @@ def example_strip(model: str, real_root: Path, out_png: Path, backend: str = "on
     from depth_sfm_training.datasets.real import (DavisSequence, KittiOdometryFolderSequence,
                                                   SevenScenesSequence)
 
-    pipeline = Pipeline(PipelineConfig(model=model, backend=backend, device="cpu", threads=2, scale_mode="none",
-                                       min_depth_m=1e-3, max_depth_m=1e4))
+    pipeline = _pipeline(model, backend, 2, None)
     rows = []
     try:
         for key, clip, frame in EXAMPLE_FRAMES:
