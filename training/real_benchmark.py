@@ -332,9 +332,10 @@ EXAMPLE_FRAMES = (("7scenes_redkitchen", None, 340), ("7scenes_redkitchen", None
 
 
 def example_strip(model: str, real_root: Path, out_png: Path, backend: str = "onnxruntime",
-                  row_height: int = 160) -> Path | None:
-    """A picture for people: per example frame, the camera image, the predicted depth (colour, near = warm,
-    per-image range), the GT depth where there is one, and the dynamic mask over the image (red)."""
+                  tile_width: int = 320) -> Path | None:
+    """A picture for people: per example frame (a row), the camera image, the predicted depth (colour, near =
+    warm, per-image range), the GT depth where there is one (else black), and the dynamic mask over the image
+    (red). PNG or JPEG by the suffix of ``out_png``."""
     import cv2
 
     from depth_sfm_ros.runtime.visualize import colorize_depth, overlay_mask
@@ -353,7 +354,7 @@ def example_strip(model: str, real_root: Path, out_png: Path, backend: str = "on
             results = run_pipeline(pipeline, seq, max(frame - 1, 0), frame + 1, 10.0)
             rgb, result = seq.image_rgb(frame), results[-1]
             h, w = rgb.shape[:2]
-            size = (int(round(w * row_height / h)), row_height)
+            size = (tile_width, int(round(h * tile_width / w)))
             pred = cv2.resize(result.depth_m, (w, h), interpolation=cv2.INTER_LINEAR)
             lo, hi = np.nanpercentile(pred, [2, 98])
             tiles = [cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), colorize_depth(pred, max(lo, 1e-6), max(hi, lo * 1.01))]
@@ -372,8 +373,7 @@ def example_strip(model: str, real_root: Path, out_png: Path, backend: str = "on
         pipeline.close()
     if not rows:
         return None
-    width = max(r.shape[1] for r in rows)
-    rows = [np.pad(r, ((0, 4), (0, width - r.shape[1]), (0, 0))) for r in rows]
+    rows = [np.pad(r, ((0, 4), (0, 0), (0, 0))) for r in rows]
     out_png.parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(out_png), np.concatenate(rows, axis=0)):
         raise OSError(f"cannot write {out_png}")
