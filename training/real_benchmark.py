@@ -78,7 +78,9 @@ def default_specs() -> list[SequenceSpec]:
 
 def _image_and_encoding(rgb: np.ndarray) -> tuple[np.ndarray, str]:
     """Grey sources (three equal channels) go in as mono8, as a grey camera driver would send them."""
-    if np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2]):
+    from depth_sfm_training.datasets.io import is_grey
+
+    if is_grey(rgb):
         return np.ascontiguousarray(rgb[..., 0]), "mono8"
     return rgb, "rgb8"
 

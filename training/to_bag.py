@@ -37,7 +37,8 @@ import numpy as np
 import yaml
 
 from depth_sfm_ros.bag import rosbags_io as rio
-from depth_sfm_ros.geometry import Pose, matrix_to_axis_angle
+from depth_sfm_ros.geometry import Pose, twist_in_current_frame
+from depth_sfm_training.datasets.io import is_grey
 from depth_sfm_ros.synth.rosbag import BagWriteResult, SynthBagTopics
 
 from .datasets import FrameRange, build_sequences, check_frames
@@ -48,11 +49,6 @@ LOG = logging.getLogger(__name__)
 DEFAULT_FPS = 30.0
 DEFAULT_START_STAMP_NS = 1_700_000_000_000_000_000  # the synthetic bags' start: 2023-11-14, like a recording
 ENCODINGS = ("auto", "rgb8", "mono8")
-
-
-def is_grey(rgb: np.ndarray) -> bool:
-    """True when an RGB (H, W, 3) image has three equal channels (a grey source read as RGB)."""
-    return bool(np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2]))
 
 
 def image_for_encoding(rgb: np.ndarray, encoding: str) -> np.ndarray:
@@ -168,8 +164,7 @@ def write_sequence_bag(sequence: FrameSequence, out_path: str | Path, storage: s
                 if prev is not None:
                     dt_s = (stamp - prev[1]) * 1e-9
                     T_prev_cur = prev[0].inverse() @ T_odom_cam
-                    linear = T_prev_cur.R.T @ T_prev_cur.t / dt_s  # velocity in the current camera frame
-                    angular = matrix_to_axis_angle(T_prev_cur.R) / dt_s
+                    linear, angular = twist_in_current_frame(T_prev_cur, dt_s)
                 bag.write(topics.odom, rio.odometry_to_msg(T_odom_cam, stamp, odom_frame_id, camera_frame_id,
                                                            linear, angular), stamp)
                 prev = (T_odom_cam, stamp)

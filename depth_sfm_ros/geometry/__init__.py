@@ -5,7 +5,8 @@ batched, differentiable torch versions and is imported explicitly where torch is
 """
 from .camera import Intrinsics, backproject_np
 from .pose import (Pose, axis_angle_to_matrix, euler_to_matrix, matrix_to_axis_angle, matrix_to_euler,
-                   matrix_to_quaternion, quaternion_to_matrix)
+                   matrix_to_quaternion, quaternion_to_matrix, twist_in_current_frame)
 
 __all__ = ["Intrinsics", "backproject_np", "Pose", "axis_angle_to_matrix", "matrix_to_axis_angle",
-           "euler_to_matrix", "matrix_to_euler", "matrix_to_quaternion", "quaternion_to_matrix"]
+           "euler_to_matrix", "matrix_to_euler", "matrix_to_quaternion", "quaternion_to_matrix",
+           "twist_in_current_frame"]

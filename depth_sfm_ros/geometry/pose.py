@@ -208,3 +208,19 @@ class Pose:
 
     def __repr__(self) -> str:
         return f"Pose(t={np.array2string(self.t, precision=4)}, rotvec={np.array2string(matrix_to_axis_angle(self.R), precision=4)})"
+
+
+def twist_in_current_frame(T_prev_cur: Pose, dt_s: float) -> tuple[np.ndarray, np.ndarray]:
+    """Finite-difference twist of a frame that moved by ``T_prev_cur`` in ``dt_s`` seconds.
+
+    Returns (linear m/s (3,), angular rad/s (3,)), both expressed in the *current* frame: linear is the
+    displacement ``R^T t`` over dt, angular the rotation vector over dt (the same in either frame).
+    Used by the ground-truth odometry the bag writers record.
+
+    >>> linear, angular = twist_in_current_frame(Pose.from_Rt(np.eye(3), [0.0, 0.0, 1.0]), 0.5)
+    >>> linear.tolist(), angular.tolist()
+    ([0.0, 0.0, 2.0], [0.0, 0.0, 0.0])
+    """
+    if not dt_s > 0:
+        raise ValueError(f"dt_s must be > 0, got {dt_s}")
+    return T_prev_cur.R.T @ T_prev_cur.t / dt_s, matrix_to_axis_angle(T_prev_cur.R) / dt_s

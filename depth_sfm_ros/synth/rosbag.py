@@ -24,7 +24,7 @@ from typing import Iterable
 import numpy as np
 
 from depth_sfm_ros.bag import rosbags_io as rio
-from depth_sfm_ros.geometry import Intrinsics, Pose, matrix_to_axis_angle
+from depth_sfm_ros.geometry import Intrinsics, Pose, twist_in_current_frame
 
 from .render import SyntheticFrame
 
@@ -69,8 +69,7 @@ def write_rosbag(frames: Iterable[SyntheticFrame], intrinsics: Intrinsics, out_p
             if prev is not None:
                 dt_s = (stamp - prev[1]) * 1e-9
                 T_prev_cur = prev[0].inverse() @ T_odom_cam
-                linear = T_prev_cur.R.T @ T_prev_cur.t / dt_s  # velocity in the current camera frame
-                angular = matrix_to_axis_angle(T_prev_cur.R) / dt_s
+                linear, angular = twist_in_current_frame(T_prev_cur, dt_s)
             bag.write(topics.image, rio.image_to_msg(frame.image_rgb, "rgb8", stamp, camera_frame_id), stamp)
             if compressed:
                 bag.write(topics.compressed, rio.compressed_image_to_msg(frame.image_rgb, stamp, camera_frame_id,

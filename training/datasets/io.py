@@ -23,6 +23,11 @@ def read_rgb(path: str | Path) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
+def is_grey(rgb: np.ndarray) -> bool:
+    """True when an RGB (H, W, 3) image has three equal channels (a grey source read as RGB)."""
+    return bool(np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2]))
+
+
 def read_png_uint16(path: str | Path) -> np.ndarray:
     """Read a single-channel 8/16-bit PNG unchanged as (H, W) integer array."""
     data = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
