@@ -26,7 +26,6 @@ import copy
 import json
 import logging
 import random
-import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -120,15 +119,9 @@ class EpochDataset(Dataset):
 
 def git_commit(path: Path | None = None) -> str | None:
     """The commit of the code being trained (with ``+dirty`` when the tree has changes), or None."""
-    cwd = str(path or Path(__file__).resolve().parent)
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True,
-                                timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
-                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return commit + ("+dirty" if dirty else "") if commit else None
+    from depth_sfm_ros.models.checkpoint import git_commit as checkout_commit
+
+    return checkout_commit(path or Path(__file__).resolve().parent, mark_dirty=True)
 
 
 # ------------------------------------------------------------------------------------------ config

@@ -66,15 +66,25 @@ def plain_data(value: Any, where: str = "value") -> Any:
                      f"(dict/list/str/number/bool/None)")
 
 
-def git_commit(path: str | os.PathLike | None = None) -> str | None:
-    """The git commit of the checkout holding ``path`` (default: this package), or None outside git."""
+def git_commit(path: str | os.PathLike | None = None, mark_dirty: bool = False) -> str | None:
+    """The git commit of the checkout holding ``path`` (default: this package), or None outside git.
+
+    ``mark_dirty`` appends ``+dirty`` when tracked files have uncommitted changes (what a training run records).
+    """
     cwd = Path(path) if path is not None else Path(__file__).resolve().parent
     try:
-        result = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5)
+        result = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10)
+        commit = result.stdout.strip()
+        if result.returncode != 0 or len(commit) != 40:
+            return None
+        if mark_dirty:
+            status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
+                                    capture_output=True, text=True, timeout=10)
+            if status.returncode == 0 and status.stdout.strip():
+                commit += "+dirty"
     except (OSError, subprocess.SubprocessError):
         return None
-    commit = result.stdout.strip()
-    return commit if result.returncode == 0 and len(commit) == 40 else None
+    return commit
 
 
 def save_checkpoint(path: str | os.PathLike, bundle: ModelBundle, model_config: Mapping[str, Any],

@@ -22,6 +22,7 @@ import torch
 from depth_sfm_ros.geometry.ops import depth_to_normals
 
 from ._filters import sobel
+from .shapes import check_depth_map
 
 __all__ = ["NORMAL_WEIGHT", "RANKING_WEIGHT", "normal_l1_loss", "PointPairs", "sampling_generator",
            "edge_guided_pairs", "relative_normal_loss"]
@@ -30,17 +31,11 @@ NORMAL_WEIGHT = 0.1
 RANKING_WEIGHT = 0.1
 
 
-def _check_depth(depth: torch.Tensor, name: str) -> None:
-    if not isinstance(depth, torch.Tensor) or depth.dim() != 4 or depth.shape[1] != 1:
-        raise ValueError(f"{name} must be (B, 1, H, W), got "
-                         f"{tuple(depth.shape) if isinstance(depth, torch.Tensor) else type(depth).__name__}")
-
-
 def normal_l1_loss(depth_m: torch.Tensor, depth_prior_m: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
     """Eq. 4 for depth and prior (B, 1, H, W) with K (B, 3, 3) at H x W: mean over pixels of the
     L1 norm (sum over x, y, z) of the normal difference. 0 for identical depths."""
-    _check_depth(depth_m, "depth_m")
-    _check_depth(depth_prior_m, "depth_prior_m")
+    check_depth_map(depth_m, "depth_m")
+    check_depth_map(depth_prior_m, "depth_prior_m")
     if depth_m.shape != depth_prior_m.shape:
         raise ValueError(f"depth {tuple(depth_m.shape)} and prior {tuple(depth_prior_m.shape)} differ in shape")
     n = depth_to_normals(depth_m, K)
@@ -123,7 +118,7 @@ def edge_guided_pairs(guide: torch.Tensor, num_pairs: int = 1024, generator: tor
 def relative_normal_loss(depth_m: torch.Tensor, depth_prior_m: torch.Tensor, K: torch.Tensor,
                          pairs: PointPairs) -> torch.Tensor:
     """Eq. 5: mean over pairs of ``|n_A . n_B - n*_A . n*_B|`` for depth and prior (B, 1, H, W)."""
-    _check_depth(depth_m, "depth_m")
+    check_depth_map(depth_m, "depth_m")
     if depth_m.shape != depth_prior_m.shape:
         raise ValueError(f"depth {tuple(depth_m.shape)} and prior {tuple(depth_prior_m.shape)} differ in shape")
     b = depth_m.shape[0]

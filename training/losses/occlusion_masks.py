@@ -28,16 +28,11 @@ from __future__ import annotations
 import torch
 
 from depth_sfm_ros.geometry.ops import backproject, forward_warp, project, transform_points
+from .shapes import check_depth_map
 
 __all__ = ["OVERLAP_REL_TOLERANCE", "overlap_mask", "blank_mask"]
 
 OVERLAP_REL_TOLERANCE = 0.1  # a point > 10 % behind the nearest point on its source pixel is occluded
-
-
-def _check_depth(depth: torch.Tensor, name: str) -> None:
-    if not isinstance(depth, torch.Tensor) or depth.dim() != 4 or depth.shape[1] != 1:
-        raise ValueError(f"{name} must be (B, 1, H, W), got "
-                         f"{tuple(depth.shape) if isinstance(depth, torch.Tensor) else type(depth).__name__}")
 
 
 @torch.no_grad()
@@ -50,7 +45,7 @@ def overlap_mask(depth_tgt_m: torch.Tensor, T_src_tgt: torch.Tensor, K: torch.Te
     target point (by more than ``rel_tolerance`` x its depth) also lands on; 1 elsewhere, including
     points that leave the source (those are the edge mask's, ``valid_mask``). No gradient.
     """
-    _check_depth(depth_tgt_m, "depth_tgt_m")
+    check_depth_map(depth_tgt_m, "depth_tgt_m")
     if rel_tolerance < 0:
         raise ValueError(f"rel_tolerance must be >= 0, got {rel_tolerance}")
     b, _, h, w = depth_tgt_m.shape
@@ -73,6 +68,6 @@ def overlap_mask(depth_tgt_m: torch.Tensor, T_src_tgt: torch.Tensor, K: torch.Te
 def blank_mask(depth_src_m: torch.Tensor, T_tgt_src: torch.Tensor, K: torch.Tensor, upsample: int = 2) -> torch.Tensor:
     """Blank mask (B, 1, H, W) float {0, 1} of the target: 1 where at least one source pixel lands
     when the source is forward-projected (``forward_warp`` with ``upsample`` to close splatting holes)."""
-    _check_depth(depth_src_m, "depth_src_m")
+    check_depth_map(depth_src_m, "depth_src_m")
     ones = torch.ones_like(depth_src_m)
     return forward_warp(ones, depth_src_m, T_tgt_src, K, upsample=upsample).valid
