@@ -184,7 +184,9 @@ def test_output_bag_holds_inputs_and_predictions_with_the_input_stamps(tmp_path:
     frames = list(reader)
     assert [f.stamp_ns for f in frames] == [f.stamp_ns for f in seq]
     for frame, truth in zip(frames, seq):
-        np.testing.assert_array_equal(frame.image, truth.image_rgb)
+        # the input as the node decoded it (compressed -> OpenCV's bgr8), with its encoding
+        assert frame.encoding == "bgr8"
+        np.testing.assert_array_equal(frame.image[:, :, ::-1], truth.image_rgb)
         depth, T = results[frame.stamp_ns]
         np.testing.assert_array_equal(frame.gt_depth_m, depth)
         np.testing.assert_allclose(frame.gt_T_world_cam.matrix, T, atol=1e-12)

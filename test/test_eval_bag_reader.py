@@ -32,8 +32,10 @@ def test_frames_carry_the_ground_truth_of_their_stamp(tmp_path: Path, seq, stora
     depth_tol = 1e-6 if depth_encoding == "32FC1" else 0.51e-3  # 16UC1 is whole millimetres (+ float32)
     for frame, truth in zip(frames, seq):
         assert frame.stamp_ns == truth.stamp_ns
-        assert frame.encoding == "rgb8" and frame.image.shape == truth.image_rgb.shape
-        np.testing.assert_array_equal(frame.image, truth.image_rgb)  # PNG is lossless
+        # compressed images decode as the node decodes them (OpenCV's bgr8); raw ones keep their encoding
+        assert frame.encoding == ("bgr8" if compressed else "rgb8") and frame.image.shape == truth.image_rgb.shape
+        rgb = frame.image[:, :, ::-1] if compressed else frame.image
+        np.testing.assert_array_equal(rgb, truth.image_rgb)  # PNG is lossless
         assert frame.intrinsics == seq.intrinsics
         sky = np.isnan(truth.depth_m) | (truth.depth_m > 65.535)
         np.testing.assert_array_equal(np.isnan(frame.gt_depth_m)[~sky], False)

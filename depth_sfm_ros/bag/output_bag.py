@@ -2,7 +2,7 @@
 
 Topics (the node's own output names, so rviz / Foxglove layouts made for the node work here):
 
-- the image topic (``.../compressed`` -> its base topic): the input image, decoded (compressed -> rgb8)
+- the image topic (``.../compressed`` -> its base topic): the input image, decoded as the node decodes it (compressed -> bgr8 / mono8 / mono16)
 - ``/camera/camera_info`` (CameraInfo): intrinsics of the input, when known
 - ``/depth_sfm_node/depth`` (Image 32FC1): depth in metres, NaN unknown (REP 118)
 - ``/depth_sfm_node/depth/camera_info`` (CameraInfo): intrinsics of the depth image

@@ -27,6 +27,7 @@ import numpy as np
 
 from depth_sfm_ros.geometry import Intrinsics, Pose
 from depth_sfm_ros.ros.conversions import odometry_speed_mps
+from depth_sfm_ros.runtime.image_io import decode_compressed
 
 from . import rosbags_io
 from .mcap_salvage import McapDamage, McapSalvageReader
@@ -220,9 +221,10 @@ def stamp_ns_of(msg: Any) -> int:
 
 
 def decode_image(msg: Any, msgtype: str) -> tuple[np.ndarray, str]:
-    """Image or CompressedImage message -> (array, encoding). Compressed images decode to rgb8."""
+    """Image or CompressedImage message -> (array, encoding). Compressed images go through the node's
+    decoder (bgr8 / bgra8 / mono8 / mono16), so offline and node see the same pixels."""
     if msgtype == "sensor_msgs/msg/CompressedImage":
-        return rosbags_io.compressed_msg_to_image(msg), "rgb8"
+        return decode_compressed(msg.data, str(msg.format))
     return rosbags_io.msg_to_image(msg), str(msg.encoding)
 
 
@@ -250,8 +252,9 @@ def decode_depth(msg: Any, msgtype: str) -> np.ndarray:
 def decode_mask(msg: Any, msgtype: str) -> np.ndarray:
     """Mask image (mono8 / 8UC1 / rgb8 ..., non-zero = dynamic) -> (H, W) bool."""
     if msgtype == "sensor_msgs/msg/CompressedImage":
-        return np.any(rosbags_io.compressed_msg_to_image(msg) > 0, axis=2)
-    array = rosbags_io.msg_to_image(msg)
+        array, _ = decode_compressed(msg.data, str(msg.format))
+    else:
+        array = rosbags_io.msg_to_image(msg)
     return array > 0 if array.ndim == 2 else np.any(array > 0, axis=2)
 
 

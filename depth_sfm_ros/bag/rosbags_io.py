@@ -148,13 +148,15 @@ def compressed_image_to_msg(image_rgb: np.ndarray, stamp_ns: int, frame_id: str,
 
 
 def compressed_msg_to_image(msg: Any) -> np.ndarray:
-    """sensor_msgs/CompressedImage (png/jpeg) -> RGB (H, W, 3) uint8 (mono images are expanded)."""
-    import cv2
-    buf = np.asarray(msg.data, dtype=np.uint8)
-    image = cv2.imdecode(buf, cv2.IMREAD_COLOR)
-    if image is None:
-        raise ValueError(f"cannot decode CompressedImage with format {msg.format!r} ({buf.size} bytes)")
-    return np.ascontiguousarray(image[:, :, ::-1])
+    """sensor_msgs/CompressedImage (png/jpeg) -> RGB (H, W, 3) uint8 for pictures and tests (mono images are
+    expanded; 16-bit scaled to 8). Evaluation decodes with :func:`~depth_sfm_ros.runtime.image_io.decode_compressed`
+    (the node's decoder) instead."""
+    from depth_sfm_ros.runtime.image_io import decode_compressed, to_rgb_float
+
+    image, encoding = decode_compressed(np.asarray(msg.data, dtype=np.uint8), str(msg.format))
+    if encoding == "bgr8":
+        return np.ascontiguousarray(image[:, :, ::-1])
+    return (to_rgb_float(image, encoding) * 255.0 + 0.5).astype(np.uint8)
 
 
 # --- camera info ------------------------------------------------------------------------------

@@ -114,24 +114,14 @@ def _to_byte_array(array_like: np.ndarray) -> array.array:
 
 
 def compressed_msg_to_numpy(msg: Any) -> tuple[np.ndarray, str]:
-    """``sensor_msgs/CompressedImage`` (jpeg / png) -> (image, encoding) with cv2.
+    """``sensor_msgs/CompressedImage`` (jpeg / png) -> (image, encoding) with the runtime's one decoder
+    (:func:`depth_sfm_ros.runtime.image_io.decode_compressed`: bgr8 / bgra8 / mono8 / mono16)."""
+    from depth_sfm_ros.runtime.image_io import CompressedImageError, decode_compressed
 
-    Colour decodes to ``bgr8``, grey to ``mono8``, 16-bit PNG to ``mono16``.
-    """
-    import cv2
-
-    buf = np.frombuffer(msg.data, dtype=np.uint8) if not isinstance(msg.data, np.ndarray) else msg.data
-    if buf.size == 0:
-        raise ImageDecodeError("empty", "empty compressed image")
-    image = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
-    if image is None:
-        raise ImageDecodeError("decode_failed", f"cv2 could not decode the compressed image (format {msg.format!r}, "
-                                                f"{buf.size} bytes)")
-    if image.ndim == 2:
-        return image, "mono16" if image.dtype == np.uint16 else "mono8"
-    if image.dtype != np.uint8:
-        raise ImageDecodeError("unsupported_encoding", f"compressed colour image of dtype {image.dtype} is not supported")
-    return image, "bgra8" if image.shape[2] == 4 else "bgr8"
+    try:
+        return decode_compressed(msg.data, getattr(msg, "format", ""))
+    except CompressedImageError as exc:
+        raise ImageDecodeError(exc.kind, str(exc)) from None
 
 
 # --- CameraInfo ------------------------------------------------------------------------------

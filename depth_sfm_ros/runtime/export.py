@@ -38,6 +38,7 @@ import numpy as np
 
 from depth_sfm_ros.fileio import atomic_write
 
+from .image_io import decode_compressed
 from .model_card import (MODEL_CARD_NAME, ONNX_FILES, SCALE_CONVENTIONS, ModelCard, sha256_file, utc_now_iso,
                          write_model_card)
 
@@ -175,7 +176,7 @@ def _images_from_bag(bag: Path, height: int, width: int, max_images: int, topic:
         if index % step or len(frames) >= max_images:
             continue
         if topics[topic][0] == rosbags_io.MSG_COMPRESSED_IMAGE:
-            frames.append(_preprocess(rosbags_io.compressed_msg_to_image(msg), "rgb8", height, width))
+            frames.append(_preprocess(*decode_compressed(msg.data, str(msg.format)), height, width))
         else:
             frames.append(_preprocess(rosbags_io.msg_to_image(msg), str(msg.encoding), height, width))
     return frames

@@ -198,3 +198,35 @@ def grey_at_width(image: np.ndarray, encoding: str, width: int,
     gain, offset = _scale_and_offset(spec, value_range)
     grey = grey * np.float32(gain) + np.float32(offset)
     return np.clip(grey, 0.0, 1.0, out=grey)
+
+
+class CompressedImageError(ValueError):
+    """Compressed image bytes that cannot be decoded; ``kind`` names the problem for counters:
+    ``empty``, ``decode_failed``, ``unsupported_encoding``."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+def decode_compressed(data, fmt: str = "") -> tuple[np.ndarray, str]:
+    """``sensor_msgs/CompressedImage`` bytes (jpeg / png) -> (image, encoding): the one decoder of the node,
+    the bag tools and export, so offline numbers are the node's numbers.
+
+    Colour decodes to ``bgr8`` (``bgra8`` with alpha), grey to ``mono8``, 16-bit grey PNG to ``mono16``
+    (OpenCV's native orders, no copy). ``fmt`` (the message's format string) only goes into error messages.
+    """
+    buf = data if isinstance(data, np.ndarray) else np.frombuffer(bytes(data), dtype=np.uint8)
+    buf = buf.reshape(-1).astype(np.uint8, copy=False)
+    if buf.size == 0:
+        raise CompressedImageError("empty", "empty compressed image")
+    image = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise CompressedImageError("decode_failed", f"cv2 could not decode the compressed image (format {fmt!r}, "
+                                                    f"{buf.size} bytes)")
+    if image.ndim == 2:
+        return image, "mono16" if image.dtype == np.uint16 else "mono8"
+    if image.dtype != np.uint8:
+        raise CompressedImageError("unsupported_encoding",
+                                   f"compressed colour image of dtype {image.dtype} is not supported")
+    return image, "bgra8" if image.shape[2] == 4 else "bgr8"
