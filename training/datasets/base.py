@@ -89,10 +89,14 @@ class FrameSequence:
 
 class ImageFileSequence(FrameSequence):
     """A sequence stored as one image file per frame with one camera: subclasses set ``images`` (sorted
-    paths) and ``_K`` (the intrinsics of those images) in their constructor."""
+    paths) and ``_K`` (the intrinsics of the images this class returns) in their constructor, and optionally
+    ``stamps_ns`` (capture times, one per image) and ``undistorter`` (an object whose ``image(rgb)`` maps a raw
+    image into the geometry of ``_K``, e.g. ``real.Undistorter``)."""
 
     images: list[Path]
     _K: Intrinsics
+    stamps_ns: Sequence[int] | None = None
+    undistorter = None
 
     def __len__(self) -> int:
         return len(self.images)
@@ -100,8 +104,12 @@ class ImageFileSequence(FrameSequence):
     def frame_id(self, i: int) -> str:
         return self.images[i].stem
 
+    def stamp_ns(self, i: int) -> int | None:
+        return None if self.stamps_ns is None else int(self.stamps_ns[i])
+
     def image_rgb(self, i: int) -> np.ndarray:
-        return read_rgb(self.images[i])
+        image = read_rgb(self.images[i])
+        return image if self.undistorter is None else self.undistorter.image(image)
 
     def intrinsics(self, i: int) -> Intrinsics:
         return self._K

@@ -337,9 +337,6 @@ class KittiOdometryFolderSequence(ImageFileSequence):
     def T_world_cam(self, i: int) -> np.ndarray | None:
         return None if self.poses is None else self.poses[i]
 
-    def stamp_ns(self, i: int) -> int | None:
-        return None if self.stamps_ns is None else self.stamps_ns[i]
-
 
 # ----------------------------------------------------------------------------------------- DAVIS
 def assumed_intrinsics(width: int, height: int, hfov_deg: float = DAVIS_ASSUMED_HFOV_DEG) -> Intrinsics:
@@ -449,7 +446,7 @@ def tum_camera_of(name: str) -> str:
     return f"fr{match.group(1)}" if match else "ros_default"
 
 
-class TumRgbdSequence(FrameSequence):
+class TumRgbdSequence(ImageFileSequence):
     """One TUM RGB-D sequence: colour frames with registered depth (metres) and mocap poses.
 
     Args:
@@ -522,22 +519,6 @@ class TumRgbdSequence(FrameSequence):
             raise ValueError(f"{source}: pose 'tx ty tz qx qy qz qw' needs finite numbers and a unit quaternion, "
                              f"got {fields}")
         return Pose.from_quaternion(values[:3], q / norm).matrix.copy()
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def frame_id(self, i: int) -> str:
-        return self.images[i].stem
-
-    def stamp_ns(self, i: int) -> int | None:
-        return int(self.stamps_ns[i])
-
-    def image_rgb(self, i: int) -> np.ndarray:
-        image = read_rgb(self.images[i])
-        return image if self.undistorter is None else self.undistorter.image(image)
-
-    def intrinsics(self, i: int) -> Intrinsics:
-        return self._K
 
     def depth_m(self, i: int) -> np.ndarray | None:
         """(H, W) float32 metres (PNG value / 5000), 0 = no measurement; None without depth near this frame."""
@@ -613,7 +594,7 @@ def read_euroc_csv(path: Path, min_columns: int) -> tuple[np.ndarray, list[list[
     return np.asarray(stamps, dtype=np.int64)[order], [rows[k] for k in order]
 
 
-class EurocSequence(FrameSequence):
+class EurocSequence(ImageFileSequence):
     """One EuRoC MAV sequence (ASL folder layout), camera ``cam0`` (or ``cam1``), undistorted.
 
     The images are undistorted with OpenCV (radial-tangential model of ``sensor.yaml``; remap tables built
@@ -717,22 +698,6 @@ class EurocSequence(FrameSequence):
                 from None
         K = np.array([[fu, 0.0, cu], [0.0, fv, cv], [0.0, 0.0, 1.0]])
         return _intrinsics_from(K, width, height, source), distortion
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def frame_id(self, i: int) -> str:
-        return self.images[i].stem
-
-    def stamp_ns(self, i: int) -> int | None:
-        return int(self.stamps_ns[i])
-
-    def image_rgb(self, i: int) -> np.ndarray:
-        """Undistorted image, RGB uint8 (H, W, 3) with three equal channels (the cameras are grey)."""
-        return self.undistorter.image(read_rgb(self.images[i]))
-
-    def intrinsics(self, i: int) -> Intrinsics:
-        return self._K
 
     def T_world_cam(self, i: int) -> np.ndarray | None:
         """(4, 4) pose of the camera in the ground-truth world frame, or None (no ground truth near this frame)."""
