@@ -361,3 +361,32 @@ def test_cuda_device_is_the_local_rank_with_several_processes(monkeypatch):
     assert resolve_device("cuda:1", DistInfo()) == torch.device("cuda:1")  # one process: as configured
     with pytest.raises(RuntimeError, match="LOCAL_RANK 2 needs cuda:2 but 2 CUDA device"):
         resolve_device("cuda", DistInfo(rank=2, world_size=3, local_rank=2))
+
+
+def test_freeze_trains_only_the_listed_other_nets(synth_root, tmp_path):
+    # stage 2 of a model: the motion net's mask learned (flow3d) on top of a trained depth / pose model
+    trainer = Trainer(_config(synth_root, "flow3d", "train.max_steps=2", "train.freeze=[depth, pose]"), None)
+    before = {name: _params(getattr(trainer.bundle, name)) for name in ("depth", "pose", "motion")}
+    trainer.fit()
+    for name in ("depth", "pose"):  # weights AND BatchNorm running statistics unchanged (eval mode)
+        after = _params(getattr(trainer.bundle, name))
+        for key in before[name]:
+            torch.testing.assert_close(after[key], before[name][key], rtol=0, atol=0, msg=f"{name}.{key}")
+    motion_after = _params(trainer.bundle.motion)
+    assert any(not torch.equal(motion_after[k], before["motion"][k]) for k in motion_after)
+    optimised = {id(p) for group in trainer.optimizer.param_groups for p in group["params"]}
+    assert not optimised & {id(p) for p in trainer.bundle.depth.parameters()}
+    # without the switch the same run changes the depth net
+    free = Trainer(_config(synth_root, "flow3d", "train.max_steps=1"), None)
+    depth_before = _params(free.bundle.depth)
+    free.fit()
+    assert any(not torch.equal(v, depth_before[k]) for k, v in _params(free.bundle.depth).items())
+
+
+def test_freeze_refuses_unknown_or_absent_nets(synth_root):
+    with pytest.raises(ValueError, match="train.freeze"):
+        _config(synth_root, "baseline_monodepth2", "train.freeze=[encoder]")
+    with pytest.raises(ValueError, match="no motion net"):
+        Trainer(_config(synth_root, "baseline_monodepth2", "train.max_steps=1", "train.freeze=[motion]"), None)
+    with pytest.raises(ValueError, match="leaves no network"):
+        Trainer(_config(synth_root, "baseline_monodepth2", "train.max_steps=1", "train.freeze=[depth, pose]"), None)

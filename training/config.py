@@ -26,6 +26,7 @@ CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 DEFAULTS_PATH = CONFIG_DIR / "defaults.yaml"
 BASE_KEY = "_base_"
 _MAX_BASE_DEPTH = 16
+FREEZABLE_NETS = ("depth", "pose", "motion", "obj_pose")  # models.ModelBundle.SUBNETS (no torch import here)
 
 # Sections whose name ends in "extra" (``extra``, ``val_extra``) are free-form mappings: keys inside them are
 # not checked against the defaults
@@ -216,6 +217,10 @@ def validate(config: dict[str, Any]) -> dict[str, Any]:
     _require(t["epochs"] >= 1, "train.epochs", f"must be >= 1, got {t['epochs']}")
     _require(t["max_steps"] >= 0, "train.max_steps", f"must be >= 0 (0 = epochs decide), got {t['max_steps']}")
     _require(t["num_workers"] >= 0, "train.num_workers", f"must be >= 0, got {t['num_workers']}")
+    freeze = t["freeze"]
+    _require(isinstance(freeze, list) and all(name in FREEZABLE_NETS for name in freeze)
+             and len(set(freeze)) == len(freeze), "train.freeze",
+             f"must be a list of distinct network names from {list(FREEZABLE_NETS)}, got {freeze!r}")
     init = config["model"]["init_weights"]
     _require(init is None or (isinstance(init, str) and init.strip() != ""), "model.init_weights",
              f"must be null or a checkpoint path, got {init!r}")

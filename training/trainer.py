@@ -230,6 +230,7 @@ class Trainer:
         # run the motion net only when a loss consumes it; freeze it when no loss trains it (auto-weight only
         # reads its detached mask): its outputs reach DDP but no gradient would, and DDP's reducer would wait
         # for them ("Expected to have finished reduction in the prior iteration" on the next step)
+        self.frozen_nets = self._freeze_listed(self.config["train"]["freeze"])
         has_motion = self.bundle.motion is not None
         uses_motion = has_motion and bool(losses["flow3d"] or losses["explainability"] or losses["auto_weight"] != "none")
         trains_motion = has_motion and bool(losses["flow3d"] or losses["explainability"])
@@ -255,6 +256,27 @@ class Trainer:
                 self.forward_module, device_ids=[self.device.index] if self.device.type == "cuda" else None,
                 find_unused_parameters=find_unused)
         self.prior = DepthPrior(self.config, self.bundle, self.device)
+
+    def _freeze_listed(self, names: list[str]) -> tuple[str, ...]:
+        """``train.freeze``: networks that keep their (initial) weights, e.g. ``[depth, pose]`` to train only the
+        motion net's mask on top of a trained depth / pose model. A frozen net has no gradient, is not in the
+        optimiser and always runs in eval mode (its BatchNorm statistics stay those it was trained with)."""
+        for name in names:
+            net = getattr(self.bundle, name)
+            if net is None:
+                raise ValueError(f"train.freeze lists {name!r}, but this model has no {name} net")
+            net.requires_grad_(False)
+        if names and not any(p.requires_grad for p in self.bundle.parameters()):
+            raise ValueError(f"train.freeze={list(names)} leaves no network to train")
+        if names:
+            log.info("frozen (train.freeze): %s", ", ".join(names))
+        return tuple(names)
+
+    def _set_train_mode(self) -> None:
+        """Training mode for the nets being trained, eval mode for the frozen ones."""
+        self.model.train()
+        for name in self.frozen_nets:
+            getattr(self.bundle, name).eval()
 
     def _build_optimizer(self) -> None:
         """Adam(W), the step schedule and the AMP GradScaler (active on CUDA only; CPU autocast uses bf16)."""
@@ -379,7 +401,7 @@ class Trainer:
     # ------------------------------------------------------------------------------------- steps
     def train_step(self, batch: dict[str, Any]) -> tuple[dict[str, float], ForwardOutputs, FrameBatchOutputs]:
         """One optimiser step on a batch already on the device; returns the scalar terms (mean over ranks)."""
-        self.model.train()
+        self._set_train_mode()
         images = batch["images"]
         with torch.autocast(device_type=self.device.type, dtype=self.amp_dtype, enabled=self.amp):
             outputs = self.model(images, batch["K"], batch.get("instance_ids"))
