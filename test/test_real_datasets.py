@@ -16,9 +16,11 @@ import pytest
 import yaml
 
 from depth_sfm_ros.geometry import Intrinsics, Pose
+from depth_sfm_ros.geometry.camera_model import CameraModel, clear_map_cache
+from depth_sfm_ros.geometry.camera_model import Undistorter as CameraModelUndistorter
 from depth_sfm_training.datasets import FrameRange, MixtureDataset, SequenceDataset, build_dataset, build_sequences
 from depth_sfm_training.datasets.base import FrameSequence
-from depth_sfm_training.datasets.io import write_png
+from depth_sfm_training.datasets.io import read_rgb, write_png
 from depth_sfm_training.datasets.real import (TUM_CAMERAS, DavisSequence, EurocSequence, KittiOdometryFolderSequence,
                                               SevenScenesSequence, TumRgbdSequence, Undistorter, associate_nearest,
                                               assumed_intrinsics, davis_sequences, parse_stamp_ns,
@@ -505,6 +507,7 @@ def test_euroc_undistorts_images_and_gives_the_undistorted_intrinsics(tmp_path, 
     builds = []
     original = cv2.initUndistortRectifyMap
     monkeypatch.setattr(cv2, "initUndistortRectifyMap", lambda *a, **k: builds.append(1) or original(*a, **k))
+    clear_map_cache()  # the maps are cached per process: an earlier test may have built this camera's
     seq = EurocSequence(write_euroc(tmp_path / "MH_01_easy"))
     assert len(seq) == 3 and seq.name == "MH_01_easy/cam0" and seq.nominal_fps == 20.0
     assert seq.stamp_ns(2) == EUROC_T0 + 100_000_000
@@ -531,6 +534,22 @@ def test_euroc_undistorts_images_and_gives_the_undistorted_intrinsics(tmp_path, 
     assert seq.undistorter.__getstate__()["_maps"] is None  # not shipped to DataLoader workers
 
 
+def test_euroc_equidistant_camera_is_undistorted_as_a_fisheye(tmp_path):
+    """Kalibr's equidistant model (TUM-VI in the ASL layout) is OpenCV's fisheye model, from the shared module."""
+    root = write_euroc(tmp_path / "fisheye", frames=2)
+    sensor = root / "mav0" / "cam0" / "sensor.yaml"
+    fisheye_D = [-0.013, 0.046, -0.042, 0.0079]
+    sensor.write_text(sensor.read_text().replace("radial-tangential", "equidistant").replace(
+        f"distortion_coefficients: [{', '.join(map(str, EUROC_DISTORTION))}]",
+        f"distortion_coefficients: [{', '.join(map(str, fisheye_D))}]"))
+    seq = EurocSequence(root)
+    assert seq.undistorter.model.distortion_model == "equidistant"
+    np.testing.assert_array_equal(seq.undistorter.model.D, fisheye_D)
+    expected = CameraModelUndistorter(CameraModel.from_intrinsics(seq.distorted_intrinsics, fisheye_D, "equidistant"))
+    assert seq.intrinsics(0) == expected.intrinsics != seq.distorted_intrinsics
+    assert np.array_equal(seq.image_rgb(1), expected.image(read_rgb(seq.images[1])))
+
+
 def test_euroc_camera_pose_is_world_body_times_body_cam(tmp_path):
     seq = EurocSequence(write_euroc(tmp_path / "V1_01_easy") / "mav0")  # mav0 itself works too
     assert seq.has_poses and seq.ground_truth == "state_groundtruth_estimate0" and seq.name == "V1_01_easy/cam0"
@@ -551,7 +570,7 @@ def test_euroc_late_ground_truth_and_leica_positions(tmp_path):
 
 @pytest.mark.parametrize("breakage, error, match", [
     ("no_cam", FileNotFoundError, "camera folder"),
-    ("fisheye", ValueError, "distortion_model 'equidistant' is not supported"),
+    ("fov", ValueError, "distortion_model 'fov' is not supported"),
     ("omni", ValueError, "camera_model 'omni' is not supported"),
     ("no_intrinsics", ValueError, "missing 'intrinsics'"),
     ("short_intrinsics", ValueError, r"intrinsics must be 4 numbers"),
@@ -569,8 +588,8 @@ def test_euroc_errors_name_the_problem(tmp_path, breakage, error, match):
     if breakage == "no_cam":
         import shutil
         shutil.rmtree(cam)
-    elif breakage == "fisheye":
-        sensor.write_text(text.replace("radial-tangential", "equidistant"))
+    elif breakage == "fov":
+        sensor.write_text(text.replace("radial-tangential", "fov"))
     elif breakage == "omni":
         sensor.write_text(text.replace("camera_model: pinhole", "camera_model: omni"))
     elif breakage == "no_intrinsics":

@@ -31,6 +31,7 @@ import torch
 from torch.utils.data import Dataset
 
 from depth_sfm_ros.geometry import Intrinsics
+from depth_sfm_ros.geometry.camera_model import Undistorter
 
 from .io import read_png_uint16, read_rgb
 from .transforms import ColorJitter, flip_transform, resize_depth, resize_image, resize_nearest
@@ -90,13 +91,14 @@ class FrameSequence:
 class ImageFileSequence(FrameSequence):
     """A sequence stored as one image file per frame with one camera: subclasses set ``images`` (sorted
     paths) and ``_K`` (the intrinsics of the images this class returns) in their constructor, and optionally
-    ``stamps_ns`` (capture times, one per image) and ``undistorter`` (an object whose ``image(rgb)`` maps a raw
-    image into the geometry of ``_K``, e.g. ``real.Undistorter``)."""
+    ``stamps_ns`` (capture times, one per image) and ``undistorter`` (a
+    :class:`depth_sfm_ros.geometry.camera_model.Undistorter`, e.g. ``real.Undistorter``, whose ``image(rgb)`` maps
+    a raw image into the geometry of ``_K``: the one camera-model module of the node, bag tools and training)."""
 
     images: list[Path]
     _K: Intrinsics
     stamps_ns: Sequence[int] | None = None
-    undistorter = None
+    undistorter: Undistorter | None = None
 
     def __len__(self) -> int:
         return len(self.images)

@@ -42,10 +42,12 @@ EuRoC MAV (ASL format; the sequence folder holding ``mav0/``, or ``mav0`` itself
     mav0/cam0/data.csv         "#timestamp [ns],filename"
     mav0/cam0/data/*.png       grey 752x480, distorted (radial-tangential)
     mav0/cam0/sensor.yaml      intrinsics [fu, fv, cu, cv], distortion_coefficients [k1, k2, p1, p2], T_BS
+                               (distortion_model radial-tangential; equidistant [k1..k4] as TUM-VI is accepted)
     mav0/state_groundtruth_estimate0/data.csv   timestamp, p_RS_R xyz [m], q_RS wxyz, ... (T_world_body)
     (or vicon0/data.csv: the same first 8 columns; or leica0/data.csv: the prism's position only)
 
-EuRoC images are **undistorted** here (OpenCV, maps built once per sequence) and the intrinsics given are those
+EuRoC images are **undistorted** here (``depth_sfm_ros.geometry.camera_model``, the node's camera-model module;
+maps built once per sequence) and the intrinsics given are those
 of the undistorted images; the camera pose is ``T_world_cam = T_world_body @ T_body_cam``.
 
 :data:`REAL_DEV_SPLITS` names, for each development sequence, the frames a training run may use and the
@@ -62,7 +64,8 @@ from typing import Sequence
 import numpy as np
 import yaml
 
-from depth_sfm_ros.geometry import Intrinsics, Pose
+from depth_sfm_ros.geometry import Intrinsics, Pose, camera_model
+from depth_sfm_ros.geometry.camera_model import CameraModel
 
 from .base import FrameSequence, ImageFileSequence
 from .io import list_images, read_kitti_poses, read_kitti_times_ns, read_png_uint16, read_rgb
@@ -165,54 +168,23 @@ def associate_nearest(query_ns: np.ndarray, stamps_ns: np.ndarray, max_differenc
     return out
 
 
-class Undistorter:
-    """Removes radial-tangential (OpenCV ``plumb_bob``: k1, k2, p1, p2[, k3]) lens distortion.
+class Undistorter(camera_model.Undistorter):
+    """The datasets' undistorter: :class:`depth_sfm_ros.geometry.camera_model.Undistorter` (the node's and the
+    bag tools' one) built from a calibration file's pinhole ``intrinsics`` and ``distortion`` coefficients.
 
-    The output images keep the input size; their intrinsics (:attr:`intrinsics`) come from
-    ``cv2.getOptimalNewCameraMatrix`` with ``alpha`` (0 = only valid pixels, no black border; 1 = every
-    input pixel kept). The remap tables are built on first use and cached (not pickled to DataLoader
-    workers: each builds its own once).
+    ``distortion_model``: ``plumb_bob`` (radial-tangential k1, k2, p1, p2[, k3]; default), ``rational_polynomial``
+    or ``equidistant`` (fisheye k1..k4). The output images keep the input size; their intrinsics
+    (:attr:`intrinsics`) come from ``cv2.getOptimalNewCameraMatrix`` with ``alpha`` (0 = only valid pixels, no
+    black border; 1 = every input pixel kept; fisheye: the balance). The remap tables are built on first use
+    and cached per process (not pickled to DataLoader workers: each builds its own once). :meth:`image` is
+    bilinear, :meth:`labels` nearest neighbour (depth, masks, ids; 0 outside the input).
     """
 
-    def __init__(self, intrinsics: Intrinsics, distortion: Sequence[float], alpha: float = 0.0) -> None:
-        import cv2
-
+    def __init__(self, intrinsics: Intrinsics, distortion: Sequence[float], alpha: float = 0.0,
+                 distortion_model: str = "plumb_bob") -> None:
+        super().__init__(CameraModel.from_intrinsics(intrinsics, list(distortion), distortion_model), alpha=alpha)
         self.distorted = intrinsics
-        self.distortion = np.asarray(list(distortion), dtype=np.float64).reshape(-1)
-        if self.distortion.size not in (4, 5, 8) or not np.all(np.isfinite(self.distortion)):
-            raise ValueError(f"radial-tangential distortion needs 4, 5 or 8 finite coefficients, got "
-                             f"{self.distortion.tolist()}")
-        if not 0.0 <= alpha <= 1.0:
-            raise ValueError(f"undistortion alpha must be in [0, 1], got {alpha}")
-        size = (intrinsics.width, intrinsics.height)
-        K_new, _ = cv2.getOptimalNewCameraMatrix(intrinsics.K, self.distortion, size, float(alpha), size)
-        self.intrinsics = Intrinsics.from_matrix(K_new, intrinsics.width, intrinsics.height)
-        self._maps: tuple[np.ndarray, np.ndarray] | None = None
-
-    def __getstate__(self) -> dict:
-        return {**self.__dict__, "_maps": None}
-
-    def _remap(self, array: np.ndarray, interpolation: int) -> np.ndarray:
-        import cv2
-
-        if array.shape[:2] != (self.distorted.height, self.distorted.width):
-            raise ValueError(f"image {array.shape[1]}x{array.shape[0]} does not match the calibrated "
-                             f"{self.distorted.width}x{self.distorted.height}")
-        if self._maps is None:
-            self._maps = cv2.initUndistortRectifyMap(self.distorted.K, self.distortion, None, self.intrinsics.K,
-                                                     (self.distorted.width, self.distorted.height), cv2.CV_32FC1)
-        return cv2.remap(array, self._maps[0], self._maps[1], interpolation, borderMode=cv2.BORDER_CONSTANT,
-                         borderValue=0)
-
-    def image(self, image: np.ndarray) -> np.ndarray:
-        """Undistorted image (bilinear), same size and dtype."""
-        import cv2
-        return self._remap(image, cv2.INTER_LINEAR)
-
-    def labels(self, array: np.ndarray) -> np.ndarray:
-        """Undistorted depth / mask / ids (nearest neighbour: no values are mixed), 0 outside the input."""
-        import cv2
-        return self._remap(array, cv2.INTER_NEAREST)
+        self.distortion = np.array(self.model.D)
 
 
 # -------------------------------------------------------------------------------------- 7-Scenes
@@ -597,8 +569,9 @@ def read_euroc_csv(path: Path, min_columns: int) -> tuple[np.ndarray, list[list[
 class EurocSequence(ImageFileSequence):
     """One EuRoC MAV sequence (ASL folder layout), camera ``cam0`` (or ``cam1``), undistorted.
 
-    The images are undistorted with OpenCV (radial-tangential model of ``sensor.yaml``; remap tables built
-    once per sequence) and :meth:`intrinsics` are those of the undistorted images (``alpha`` as in
+    The images are undistorted (:mod:`depth_sfm_ros.geometry.camera_model`, the node's module; Kalibr's
+    radial-tangential or equidistant (fisheye, e.g. TUM-VI) model of ``sensor.yaml``; remap tables built once
+    per sequence) and :meth:`intrinsics` are those of the undistorted images (``alpha`` as in
     :class:`Undistorter`: 0 keeps only valid pixels). Poses: ``T_world_cam = T_world_body @ T_body_cam``
     with ``T_world_body`` from ``state_groundtruth_estimate0`` (else ``vicon0``, corrected by its own
     ``T_BS``) nearest within ``max_difference_s``, and ``T_body_cam`` = the camera's ``T_BS``. With only
@@ -621,14 +594,17 @@ class EurocSequence(ImageFileSequence):
         self.stamps_ns, rows = read_euroc_csv(cam_dir / "data.csv", 2)
         self.images = [cam_dir / "data" / row[0] for row in rows]
         sensor = read_euroc_sensor_yaml(cam_dir / "sensor.yaml")
-        self.distorted_intrinsics, distortion = self._camera(sensor, cam_dir / "sensor.yaml")
+        self.distorted_intrinsics, distortion, distortion_model = self._camera(sensor, cam_dir / "sensor.yaml")
         self.T_body_cam = euroc_T_BS(sensor, cam_dir / "sensor.yaml")
         first = read_rgb(self.images[0])
         if first.shape[:2] != (self.distorted_intrinsics.height, self.distorted_intrinsics.width):
             raise ValueError(f"{self.images[0]}: image {first.shape[1]}x{first.shape[0]} does not match the resolution "
                              f"{self.distorted_intrinsics.width}x{self.distorted_intrinsics.height} of "
                              f"{cam_dir / 'sensor.yaml'}")
-        self.undistorter = Undistorter(self.distorted_intrinsics, distortion, alpha)
+        try:
+            self.undistorter = Undistorter(self.distorted_intrinsics, distortion, alpha, distortion_model)
+        except ValueError as exc:
+            raise ValueError(f"{cam_dir / 'sensor.yaml'}: {exc}") from None
         self._K = self.undistorter.intrinsics
         tolerance_ns = int(round(max_difference_s * 1e9))
         self.poses: list[np.ndarray | None] = [None] * len(self.images)
@@ -678,13 +654,15 @@ class EurocSequence(ImageFileSequence):
         return values
 
     @staticmethod
-    def _camera(sensor: dict, source: Path) -> tuple[Intrinsics, list[float]]:
+    def _camera(sensor: dict, source: Path) -> tuple[Intrinsics, list[float], str]:
+        """(raw intrinsics, distortion coefficients, ROS distortion model name) of an ASL ``sensor.yaml``."""
         model = sensor.get("camera_model", "pinhole")
         if model != "pinhole":
             raise ValueError(f"{source}: camera_model {model!r} is not supported (pinhole only)")
         dist_model = sensor.get("distortion_model", "radial-tangential")
-        if dist_model not in ("radial-tangential", "radtan", "plumb_bob"):
-            raise ValueError(f"{source}: distortion_model {dist_model!r} is not supported (radial-tangential only)")
+        if dist_model not in camera_model.KALIBR_DISTORTION_MODELS:
+            raise ValueError(f"{source}: distortion_model {dist_model!r} is not supported (Kalibr's radial-tangential "
+                             f"/ radtan / plumb_bob, or equidistant: OpenCV's fisheye model)")
         try:
             fu, fv, cu, cv = (float(v) for v in sensor["intrinsics"])
             width, height = (int(v) for v in sensor["resolution"])
@@ -697,7 +675,10 @@ class EurocSequence(ImageFileSequence):
                              f"[width, height], got {sensor.get('intrinsics')!r}, {sensor.get('resolution')!r}") \
                 from None
         K = np.array([[fu, 0.0, cu], [0.0, fv, cv], [0.0, 0.0, 1.0]])
-        return _intrinsics_from(K, width, height, source), distortion
+        model = camera_model.KALIBR_DISTORTION_MODELS[dist_model]
+        if not model:  # Kalibr "none": coefficients, if any, do not apply
+            model, distortion = "plumb_bob", [0.0] * 4
+        return _intrinsics_from(K, width, height, source), distortion, model
 
     def T_world_cam(self, i: int) -> np.ndarray | None:
         """(4, 4) pose of the camera in the ground-truth world frame, or None (no ground truth near this frame)."""
