@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .backends import Backend, BackendOutput
+from .backend_base import Backend, BackendOutput
 from .model_dir import card_input_hw, check_io, onnx_files, read_model_card
 from .tensorrt_engine import build_engine, strongly_typed
 

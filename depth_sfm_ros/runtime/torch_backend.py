@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from ..models.layers import disp_to_depth
-from .backends import Backend, BackendOutput, find_checkpoint
+from .backend_base import Backend, BackendOutput, find_checkpoint
 from .model_dir import ModelCard, ModelDirError, card_input_hw, read_model_card
 
 log = logging.getLogger(__name__)
