@@ -333,9 +333,10 @@ def test_config_validation(tmp_path):
 
 
 # ---------------------------------------------------------------------------------- rosbags
-def _write_bag(path: Path, kind: str, frames: int = 4) -> None:
-    """A camera bag: /cam/image_raw (rgb8, written out of time order), /cam/camera_info and a
-    compressed /cam2/image_raw/compressed (rosbag2 only)."""
+def _write_bag(path: Path, kind: str, frames: int = 4, d: list[float] | None = None,
+               p: list[float] | None = None) -> None:
+    """A camera bag: /cam/image_raw (rgb8, written out of time order), /cam/camera_info (distortion ``d`` and
+    projection ``p``, zeros by default) and a compressed /cam2/image_raw/compressed (rosbag2 only)."""
     import cv2
     from rosbags.typesys import Stores, get_typestore
 
@@ -355,10 +356,12 @@ def _write_bag(path: Path, kind: str, frames: int = 4) -> None:
     K = np.array([FX, 0, CX, 0, FY, CY, 0, 0, 1], np.float64)
     info_kwargs = dict(header=header(0.0), height=H, width=W, distortion_model="plumb_bob", binning_x=0,
                        binning_y=0, roi=Roi(x_offset=0, y_offset=0, height=0, width=0, do_rectify=False))
+    D = np.zeros(5) if d is None else np.asarray(d, np.float64)
+    P = np.zeros(12) if p is None else np.asarray(p, np.float64)
     if ros1:
-        info = Info(D=np.zeros(5), K=K, R=np.eye(3).ravel(), P=np.zeros(12), **info_kwargs)
+        info = Info(D=D, K=K, R=np.eye(3).ravel(), P=P, **info_kwargs)
     else:
-        info = Info(d=np.zeros(5), k=K, r=np.eye(3).ravel(), p=np.zeros(12), **info_kwargs)
+        info = Info(d=D, k=K, r=np.eye(3).ravel(), p=P, **info_kwargs)
     serialize = store.serialize_ros1 if ros1 else store.serialize_cdr
     order = [0, 2, 1, 3][:frames]  # bag time order != header stamp order
     if ros1:
@@ -407,6 +410,32 @@ def test_rosbag_loader(tmp_path, kind):
         comp = build_dataset({**cfg, "image_topic": "/cam2/image_raw", "camera_info_topic": "/cam/camera_info",
                               "cache_dir": str(tmp_path / "cache3")})
         assert torch.equal(comp[0]["images"], ds[0]["images"])
+
+
+@pytest.mark.parametrize("kind", ["mcap", "ros1"])
+def test_rosbag_loader_takes_the_node_camera_policy(tmp_path, kind):
+    """A distorted raw camera is undistorted into P's geometry (geometry.camera_model, as the node); the same
+    bag read as a rectified topic uses P as it is; the cache holds the raw frames either way."""
+    from depth_sfm_ros.geometry.camera_model import CameraModel, resolve_input
+
+    D = [-0.2, 0.05, 0.001, -0.001, 0.0]
+    P = [18.0, 0.0, 12.5, 0.0, 0.0, 19.0, 7.5, 0.0, 0.0, 0.0, 1.0, 0.0]
+    bag = tmp_path / ("cam.bag" if kind == "ros1" else "cam_bag")
+    _write_bag(bag, kind, d=D, p=P)
+    cfg = {"type": "rosbag", "data_path": str(bag), "image_topic": "/cam/image_raw",
+           "cache_dir": str(tmp_path / "cache")}
+    raw = build_dataset(cfg).sequences[0]
+    expected = resolve_input(CameraModel.from_fields(W, H, [[FX, 0, CX], [0, FY, CY], [0, 0, 1]], D, "plumb_bob",
+                                                     P=P), rectified=False)
+    assert raw.undistorter is not None and raw.geometry.source == "undistorted (P)"
+    assert raw.intrinsics(0) == expected.intrinsics == Intrinsics(18.0, 19.0, 12.5, 7.5, W, H)
+    assert np.array_equal(raw.image_rgb(0), expected.prepare(frame_image(0)))
+    assert not np.array_equal(raw.image_rgb(0), frame_image(0))
+    rect = build_dataset({**cfg, "camera_input": "rectified"}).sequences[0]
+    assert rect.undistorter is None and rect.intrinsics(0) == Intrinsics(18.0, 19.0, 12.5, 7.5, W, H)
+    assert np.array_equal(rect.image_rgb(0), frame_image(0))
+    with pytest.raises(ValueError, match="auto, rectified or raw"):
+        build_dataset({**cfg, "camera_input": "undistorted"})
 
 
 def test_decode_image_msg_encodings_and_row_padding():

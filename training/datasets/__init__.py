@@ -20,7 +20,8 @@ Per type:
     cityscapes     split ("train"|"val"|"test"), keep_fraction (0.75)
     folder         calib (YAML path; default <data_path>/calib.yaml)
     synthetic      (data_path is one synthetic folder, or a folder of them)
-    rosbag         image_topic, camera_info_topic, cache_dir, intrinsics ({fx, fy, cx, cy, width, height})
+    rosbag         image_topic, camera_info_topic, cache_dir, intrinsics ({fx, fy, cx, cy, width, height}),
+                   camera_input (auto|rectified|raw: CameraInfo policy of geometry.camera_model, as the node)
     seven_scenes   one Microsoft 7-Scenes sequence folder (frame-NNNNNN.color.jpg / depth.png / pose.txt)
     kitti_odom_folder  one KITTI odometry sequence in one folder (image_l/, calib.txt, poses.txt)
     davis          clips (list; default all), hfov_deg (assumed field of view, DAVIS has no calibration)
@@ -52,7 +53,7 @@ TYPE_KEYS = {
     "cityscapes": {"keep_fraction"},
     "folder": {"calib"},
     "synthetic": set(),
-    "rosbag": {"image_topic", "camera_info_topic", "cache_dir", "intrinsics"},
+    "rosbag": {"image_topic", "camera_info_topic", "cache_dir", "intrinsics", "camera_input"},
     "seven_scenes": set(),
     "kitti_odom_folder": set(),
     "davis": {"clips", "hfov_deg"},
@@ -176,7 +177,7 @@ def _build_sequences(config: dict) -> tuple[list[FrameSequence], list[tuple[int,
         raise ValueError("rosbag dataset config needs image_topic")
     intrinsics = Intrinsics(**config["intrinsics"]) if config.get("intrinsics") else None
     return [RosbagSequence(root, config["image_topic"], config.get("camera_info_topic"), intrinsics,
-                           config.get("cache_dir"))], None
+                           config.get("cache_dir"), config.get("camera_input", "auto"))], None
 
 
 def build_dataset(config: dict) -> SequenceDataset | MixtureDataset:

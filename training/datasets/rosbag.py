@@ -5,7 +5,10 @@ or ``sensor_msgs/CompressedImage``) are decoded, sorted by header stamp and cach
 in a folder with an ``index.json``; ``__getitem__`` then reads one PNG (random access, cheap in
 DataLoader workers). The cache is rebuilt when the bag's files (size, mtime) or the topic change.
 Intrinsics come from the first CameraInfo on ``camera_info_topic`` (default:
-``<image namespace>/camera_info``) or from an explicit :class:`Intrinsics`.
+``<image namespace>/camera_info``) through :mod:`depth_sfm_ros.geometry.camera_model`, the node's policy:
+a rectified topic (``image_rect*``) uses P, a raw topic K, and a raw topic with lens distortion
+(plumb_bob, rational_polynomial, equidistant) is undistorted (remap tables built once; the cache keeps the
+raw frames). Or from an explicit :class:`Intrinsics` (images used as they are).
 """
 from __future__ import annotations
 
@@ -17,13 +20,14 @@ import cv2
 import numpy as np
 
 from depth_sfm_ros.geometry import Intrinsics
+from depth_sfm_ros.geometry.camera_model import CameraModel, InputGeometry, resolve_input, topic_is_rectified
 
 from .base import FrameSequence
 from .io import read_rgb, write_png
 
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 CAMERA_INFO_TYPE = "sensor_msgs/msg/CameraInfo"
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: the CameraInfo's whole calibration (K, D, R, P, model), not only K
 
 
 def _bag_signature(path: Path) -> list:
@@ -61,11 +65,19 @@ def decode_image_msg(msg, msgtype: str) -> np.ndarray:
     return pixels
 
 
-def _camera_info_K(msg) -> np.ndarray:
-    K = getattr(msg, "k", None)
-    if K is None:
-        K = getattr(msg, "K")  # ROS 1 field name
-    return np.asarray(K, dtype=np.float64).reshape(3, 3)
+def _camera_info_calibration(msg) -> dict:
+    """A CameraInfo (ROS 2 ``k``/``d``/``r``/``p`` or ROS 1 ``K``/``D``/``R``/``P``) -> JSON-able keyword
+    arguments of :meth:`CameraModel.from_fields`."""
+    def field(name: str):
+        value = getattr(msg, name, None)
+        return getattr(msg, name.upper(), None) if value is None else value
+
+    def numbers(value) -> list[float] | None:
+        return None if value is None else [float(v) for v in np.asarray(value, dtype=np.float64).ravel()]
+
+    return {"width": int(msg.width), "height": int(msg.height), "K": numbers(field("k")),
+            "D": numbers(field("d")) or [], "distortion_model": str(getattr(msg, "distortion_model", "") or ""),
+            "P": numbers(field("p")), "R": numbers(field("r"))}
 
 
 def _stamp_s(msg, bag_time_ns: int) -> float:
@@ -88,10 +100,16 @@ class RosbagSequence(FrameSequence):
         camera_info_topic: CameraInfo topic (default: ``<image namespace>/camera_info``).
         intrinsics: use these instead of a CameraInfo topic.
         cache_dir: where decoded frames go (default ``<bag>.depth_sfm_cache/<topic>``).
+        camera_input: ``auto`` (rectified when the topic's name is ``image_rect*``), ``rectified`` or ``raw``
+            (:func:`~depth_sfm_ros.geometry.camera_model.topic_is_rectified`).
+
+    ``geometry`` is the :class:`~depth_sfm_ros.geometry.camera_model.InputGeometry` taken from the CameraInfo
+    (None with explicit intrinsics); ``undistorter`` is not None when the frames are undistorted.
     """
 
     def __init__(self, path: str | Path, image_topic: str, camera_info_topic: str | None = None,
-                 intrinsics: Intrinsics | None = None, cache_dir: str | Path | None = None) -> None:
+                 intrinsics: Intrinsics | None = None, cache_dir: str | Path | None = None,
+                 camera_input: str = "auto") -> None:
         self.path = Path(path)
         if not self.path.exists():
             raise FileNotFoundError(f"bag {self.path} does not exist")
@@ -104,14 +122,25 @@ class RosbagSequence(FrameSequence):
             index = self._build_cache(camera_info_topic, intrinsics)
         self.stamps_s = list(index["stamps_s"])
         self._files = list(index["files"])
-        if intrinsics is None:
-            if index.get("intrinsics") is None:
-                raise ValueError(f"no CameraInfo found for {image_topic} in {self.path}; pass camera_info_topic or "
-                                 "intrinsics")
-            intrinsics = Intrinsics(**index["intrinsics"])
-        self._K = intrinsics
         if not self.stamps_s:
             raise ValueError(f"topic {image_topic} in {self.path} has no messages")
+        self.geometry: InputGeometry | None = None
+        self.undistorter = None
+        if intrinsics is None:
+            if index.get("camera") is None:
+                raise ValueError(f"no CameraInfo found for {image_topic} in {self.path}; pass camera_info_topic or "
+                                 "intrinsics")
+            try:
+                model = CameraModel.from_fields(**index["camera"])
+                height, width = read_rgb(self.cache_dir / self._files[0]).shape[:2]
+                if model.size != (width, height):  # binned / resized images with the full-size CameraInfo
+                    model = model.scaled(width, height)
+                self.geometry = resolve_input(model, rectified=topic_is_rectified(image_topic, camera_input))
+            except ValueError as exc:
+                raise ValueError(f"{self.path} {image_topic}: {exc}") from None
+            self.undistorter = self.geometry.undistorter
+            intrinsics = self.geometry.intrinsics
+        self._K = intrinsics
 
     # ------------------------------------------------------------------------------------ cache
     def _expected_meta(self, camera_info_topic: str | None) -> dict:
@@ -155,13 +184,12 @@ class RosbagSequence(FrameSequence):
                       (c.topic == info_topic and c.msgtype == CAMERA_INFO_TYPE)]
             self.cache_dir.mkdir(parents=True, exist_ok=True)
             frames: list[tuple[float, str]] = []
-            K_info = None
+            camera = None
             for connection, bag_time_ns, raw in reader.messages(connections=wanted):
                 msg = reader.deserialize(raw, connection.msgtype)
                 if connection.topic == info_topic:
-                    if K_info is None:
-                        K_info = Intrinsics.from_matrix(_camera_info_K(msg), width=int(msg.width),
-                                                        height=int(msg.height))
+                    if camera is None:
+                        camera = _camera_info_calibration(msg)
                     continue
                 rgb = decode_image_msg(msg, connection.msgtype)
                 name = f"frame_{len(frames):07d}.png"
@@ -169,7 +197,7 @@ class RosbagSequence(FrameSequence):
                 frames.append((_stamp_s(msg, bag_time_ns), name))
         frames.sort(key=lambda item: item[0])  # stable: equal stamps keep bag order
         index = {"meta": self._expected_meta(camera_info_topic), "stamps_s": [s for s, _ in frames],
-                 "files": [n for _, n in frames], "intrinsics": None if K_info is None else K_info.to_dict()}
+                 "files": [n for _, n in frames], "camera": camera}
         (self.cache_dir / "index.json").write_text(json.dumps(index))
         return index
 
@@ -181,7 +209,8 @@ class RosbagSequence(FrameSequence):
         return f"{i:06d}"
 
     def image_rgb(self, i: int) -> np.ndarray:
-        return read_rgb(self.cache_dir / self._files[i])
+        image = read_rgb(self.cache_dir / self._files[i])
+        return image if self.geometry is None else self.geometry.prepare(image)
 
     def intrinsics(self, i: int) -> Intrinsics:
         return self._K
