@@ -55,14 +55,14 @@ def echo(input_qos: str) -> int:
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image
 
-    from depth_sfm_ros.ros import conversions
+    from depth_sfm_ros.msgs import rclpy_msgs
 
     rclpy.init()
     node = rclpy.create_node("bench_roundtrip_echo")
     answer = np.zeros(ANSWER_HW, np.float32)
     pub = node.create_publisher(Image, ANSWER_TOPIC, QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE))
     node.create_subscription(Image, IMAGE_TOPIC,
-                             lambda msg: pub.publish(conversions.numpy_to_image_msg(answer, "32FC1", msg.header)),
+                             lambda msg: pub.publish(rclpy_msgs.numpy_to_image_msg(answer, "32FC1", msg.header)),
                              _qos(input_qos))
     try:
         rclpy.spin(node)
@@ -81,7 +81,8 @@ def measure(sizes: list[tuple[int, int]], count: int, input_qos: str) -> list[di
     from sensor_msgs.msg import Image
     from std_msgs.msg import Header
 
-    from depth_sfm_ros.ros import conversions
+    from depth_sfm_ros import msgs
+    from depth_sfm_ros.msgs import rclpy_msgs
 
     rclpy.init()
     node = rclpy.create_node("bench_roundtrip_driver")
@@ -92,7 +93,7 @@ def measure(sizes: list[tuple[int, int]], count: int, input_qos: str) -> list[di
     def on_answer(msg) -> None:
         now_ns = time.time_ns()
         with arrived:
-            received[conversions.stamp_to_nanoseconds(msg.header.stamp)] = now_ns
+            received[msgs.stamp_to_nanoseconds(msg.header.stamp)] = now_ns
             arrived.notify_all()
 
     node.create_subscription(Image, ANSWER_TOPIC, on_answer, QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE))
@@ -115,7 +116,7 @@ def measure(sizes: list[tuple[int, int]], count: int, input_qos: str) -> list[di
                 stamp_ns = time.time_ns()
                 header = Header(frame_id="camera_optical")
                 header.stamp.sec, header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
-                pub.publish(conversions.numpy_to_image_msg(image, "rgb8", header))
+                pub.publish(rclpy_msgs.numpy_to_image_msg(image, "rgb8", header))
                 with arrived:
                     ok = arrived.wait_for(lambda: stamp_ns in received, timeout=2.0)
                 if ok and i >= 10:

@@ -115,9 +115,10 @@ class NodeUnderTest:
         from sensor_msgs.msg import CameraInfo, Image
         from std_msgs.msg import Header
 
-        from depth_sfm_ros.ros import conversions
+        from depth_sfm_ros import msgs
+        from depth_sfm_ros.msgs import rclpy_msgs
 
-        self._conversions, self._header_cls, self._rclpy = conversions, Header, rclpy
+        self._msgs, self._rclpy_msgs, self._header_cls, self._rclpy = msgs, rclpy_msgs, Header, rclpy
         self.intrinsics = intrinsics
         cmd = [str(Path(sys.executable).parent / "depth_sfm_node"), "--ros-args", "--params-file", str(PARAMS_FILE),
                "-p", f"model:={model_dir}", "-r", "image:=/camera/image_raw", "-r", "camera_info:=/camera/camera_info",
@@ -156,7 +157,7 @@ class NodeUnderTest:
     def _on_depth(self, msg) -> None:
         now_ns = time.time_ns()
         with self.arrived:
-            self.received[self._conversions.stamp_to_nanoseconds(msg.header.stamp)] = now_ns
+            self.received[self._msgs.stamp_to_nanoseconds(msg.header.stamp)] = now_ns
             self.arrived.notify_all()
 
     def _on_diagnostics(self, msg) -> None:
@@ -168,8 +169,8 @@ class NodeUnderTest:
         stamp_ns = time.time_ns()
         header = self._header_cls(frame_id="camera_optical")
         header.stamp.sec, header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
-        self.pub_info.publish(self._conversions.intrinsics_to_camera_info(self.intrinsics, header))
-        self.pub_image.publish(self._conversions.numpy_to_image_msg(image, "rgb8", header))
+        self.pub_info.publish(self._rclpy_msgs.intrinsics_to_camera_info(self.intrinsics, header))
+        self.pub_image.publish(self._rclpy_msgs.numpy_to_image_msg(image, "rgb8", header))
         return stamp_ns
 
     def wait_for(self, stamp_ns: int, timeout_s: float) -> bool:

@@ -8,14 +8,15 @@ with a message). Anything else is a violation: another exception type, an empty 
 array that differs from the reference (a *silently wrong* result).
 
 Properties (``PROPERTIES``):
-  ros_image_decode       depth_sfm_ros.ros.conversions.image_msg_to_numpy on real sensor_msgs/Image
+  ros_image_decode       depth_sfm_ros.msgs.image_msg_to_numpy on real sensor_msgs/Image (rclpy)
                          messages with random sizes, steps, encodings, endianness, data lengths
-  ros_image_encode       conversions.numpy_to_image_msg -> image_msg_to_numpy round trip, random arrays
-  ros_camera_info        conversions.camera_info_to_intrinsics, K with NaN/Inf/0/negative/skew, sizes
-  ros_compressed         conversions.compressed_msg_to_numpy on PNG/JPEG bytes, truncated or garbage
-  bag_image_decode       depth_sfm_ros.bag.rosbags_io.msg_to_image on rosbags Image messages
-  bag_image_encode       rosbags_io.image_to_msg -> msg_to_image round trip, random arrays
-  bag_camera_info        rosbags_io.msg_to_intrinsics, P / K with NaN/Inf/0/negative entries
+  ros_image_encode       msgs.rclpy_msgs.numpy_to_image_msg -> image_msg_to_numpy round trip, random arrays
+  ros_camera_info        msgs.camera_info_to_intrinsics (the node's, from K), K with NaN/Inf/0/negative/skew, sizes
+  ros_compressed         msgs.compressed_msg_to_numpy on PNG/JPEG bytes, truncated or garbage
+  bag_image_decode       the same decoder (depth_sfm_ros.bag.rosbags_io.msg_to_image) on rosbags Image messages
+  bag_image_encode       msgs.rosbags_msgs.image_to_msg -> msg_to_image round trip, random arrays
+  bag_camera_info        msgs.camera_info_to_rectified_intrinsics (the bag tools', from P), P / K with
+                         NaN/Inf/0/negative entries
   pipeline_input         Pipeline.process (tiny ONNX model, ONNX Runtime): random image shapes,
                          dtypes, encodings, strides, intrinsics (NaN/Inf, fx <= 0, wrong size), stamps
 
@@ -173,15 +174,15 @@ def k_is_valid(K: list[float], width: int, height: int) -> bool:
 def check_ros_image_decode(fields: dict) -> str:
     from sensor_msgs.msg import Image
 
-    from depth_sfm_ros.ros import conversions
+    from depth_sfm_ros import msgs
 
     msg = Image(height=fields["height"], width=fields["width"], encoding=fields["encoding"], step=fields["step"],
                 is_bigendian=fields["is_bigendian"], data=fields["data"])
     if not layout_is_valid(fields, strict_length=True):
-        outcome = expect_clear_error(lambda: conversions.image_msg_to_numpy(msg), f"decode {fields}")
+        outcome = expect_clear_error(lambda: msgs.image_msg_to_numpy(msg), f"decode {fields}")
         try:
-            conversions.image_msg_to_numpy(msg)
-        except conversions.ImageDecodeError as exc:
+            msgs.image_msg_to_numpy(msg)
+        except msgs.ImageDecodeError as exc:
             if exc.kind not in ("unsupported_encoding", "empty", "truncated", "bad_step"):
                 raise Violation(f"unknown error kind {exc.kind!r}") from exc
         except ValueError as exc:
@@ -189,32 +190,33 @@ def check_ros_image_decode(fields: dict) -> str:
         return outcome
     want = reference_decode(fields["data"], fields["height"], fields["width"], fields["step"], fields["encoding"],
                             bool(fields["is_bigendian"]))
-    same_array(conversions.image_msg_to_numpy(msg), want, f"view decode {fields['encoding']}")
-    same_array(conversions.image_msg_to_numpy(msg, copy=True), want, f"copy decode {fields['encoding']}")
+    same_array(msgs.image_msg_to_numpy(msg), want, f"view decode {fields['encoding']}")
+    same_array(msgs.image_msg_to_numpy(msg, copy=True), want, f"copy decode {fields['encoding']}")
     return "decoded"
 
 
 def check_ros_image_encode(case: tuple[np.ndarray, str, bool]) -> str:
-    from depth_sfm_ros.ros import conversions
+    from depth_sfm_ros import msgs
+    from depth_sfm_ros.msgs import rclpy_msgs
 
     array, encoding, valid = case
     if not valid:
-        return expect_clear_error(lambda: conversions.numpy_to_image_msg(array, encoding), f"encode {encoding}")
-    msg = conversions.numpy_to_image_msg(array, encoding)
-    same_array(conversions.image_msg_to_numpy(msg), array, f"round trip {encoding}")
+        return expect_clear_error(lambda: rclpy_msgs.numpy_to_image_msg(array, encoding), f"encode {encoding}")
+    msg = rclpy_msgs.numpy_to_image_msg(array, encoding)
+    same_array(msgs.image_msg_to_numpy(msg), array, f"round trip {encoding}")
     return "round_trip"
 
 
 def check_ros_camera_info(case: tuple[list[float], int, int]) -> str:
     from sensor_msgs.msg import CameraInfo
 
-    from depth_sfm_ros.ros import conversions
+    from depth_sfm_ros import msgs
 
     K, width, height = case
     msg = CameraInfo(width=width, height=height, k=[float(v) for v in K])
     if not k_is_valid(K, width, height):
-        return expect_clear_error(lambda: conversions.camera_info_to_intrinsics(msg), f"CameraInfo K={K}")
-    got = conversions.camera_info_to_intrinsics(msg)
+        return expect_clear_error(lambda: msgs.camera_info_to_intrinsics(msg), f"CameraInfo K={K}")
+    got = msgs.camera_info_to_intrinsics(msg)
     if (got.fx, got.fy, got.cx, got.cy, got.width, got.height) != (K[0], K[4], K[2], K[5], width, height):
         raise Violation(f"CameraInfo K={K} {width}x{height} gave {got}")
     return "accepted"
@@ -245,14 +247,14 @@ def compressed_payloads(draw) -> tuple[bytes, str, np.ndarray | None]:
 def check_ros_compressed(case: tuple[bytes, str, np.ndarray | None]) -> str:
     from sensor_msgs.msg import CompressedImage
 
-    from depth_sfm_ros.ros import conversions
+    from depth_sfm_ros import msgs
 
     data, kind, exact = case
     msg = CompressedImage(format=kind.split("_")[0], data=data)
     if kind in ("garbage", "empty") or kind.endswith("_cut"):
         try:
-            image, encoding = conversions.compressed_msg_to_numpy(msg)
-        except conversions.ImageDecodeError as exc:
+            image, encoding = msgs.compressed_msg_to_numpy(msg)
+        except msgs.ImageDecodeError as exc:
             if not str(exc):
                 raise Violation("ImageDecodeError without a message") from exc
             return "rejected"
@@ -263,7 +265,7 @@ def check_ros_compressed(case: tuple[bytes, str, np.ndarray | None]) -> str:
         if encoding not in ("bgr8", "mono8", "mono16", "bgra8"):
             raise Violation(f"cut {kind} decoded with encoding {encoding!r}")
         return "partial_decode"
-    image, encoding = conversions.compressed_msg_to_numpy(msg)
+    image, encoding = msgs.compressed_msg_to_numpy(msg)
     if exact is not None:
         same_array(image, exact, f"{kind} decode")
         if encoding != ("mono16" if exact.dtype == np.uint16 else "bgr8"):
@@ -286,8 +288,8 @@ def check_bag_image_decode(fields: dict) -> str:
     from depth_sfm_ros.bag import rosbags_io
 
     msg = _rosbags_image(fields)
-    # rosbag readers accept trailing bytes after step*height (strict_length=False)
-    if not layout_is_valid(fields, strict_length=False):
+    # one decoder for the node and the bag tools: data must be exactly step * height bytes there too
+    if not layout_is_valid(fields, strict_length=True):
         return expect_clear_error(lambda: rosbags_io.msg_to_image(msg), f"bag decode {fields}")
     want = reference_decode(fields["data"], fields["height"], fields["width"], fields["step"], fields["encoding"],
                             bool(fields["is_bigendian"]))
@@ -299,7 +301,7 @@ def check_bag_image_encode(case: tuple[np.ndarray, str, bool]) -> str:
     from depth_sfm_ros.bag import rosbags_io
 
     array, encoding, valid = case
-    # rosbags_io accepts (H, W, 1) for one-channel encodings: a valid form there
+    # the encoder accepts (H, W, 1) for one-channel encodings (the generator never makes that form)
     if not valid and not (array.ndim == 3 and array.shape[2] == 1 and ENCODINGS[encoding][1] == 1
                           and array.dtype == ENCODINGS[encoding][0] and array.size):
         return expect_clear_error(lambda: rosbags_io.image_to_msg(array, encoding, 1, "cam"), f"bag encode {encoding}")

@@ -166,11 +166,12 @@ class Driver:
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 
-        from depth_sfm_ros.ros import conversions
+        from depth_sfm_ros import msgs
+        from depth_sfm_ros.msgs import rclpy_msgs
 
         if not frames:
             raise ValueError("the driver needs at least one frame")
-        self._conv = conversions
+        self._msgs, self._rclpy_msgs = msgs, rclpy_msgs
         self.frames, self.intrinsics, self.node_pid = frames, intrinsics, node_pid
         self.frame_id, self.keep_depth = frame_id, keep_depth
         self.context = rclpy.Context()
@@ -198,9 +199,9 @@ class Driver:
     # callbacks
     def _on_depth(self, msg: Any) -> None:
         now = time.monotonic()
-        stamp_ns = self._conv.stamp_to_nanoseconds(msg.header.stamp)
+        stamp_ns = self._msgs.stamp_to_nanoseconds(msg.header.stamp)
         sent = self._publish_time.get(stamp_ns)
-        depth = self._conv.image_msg_to_numpy(msg)
+        depth = self._msgs.image_msg_to_numpy(msg)
         self.result.depth.append({"stamp_ns": stamp_ns, "t": now - self._t0, "frame_id": msg.header.frame_id,
                                   "latency_ms": (now - sent) * 1e3 if sent is not None else float("nan"),
                                   "nan_fraction": float(np.isnan(depth).mean())})
@@ -209,7 +210,7 @@ class Driver:
 
     def _on_odom(self, msg: Any) -> None:
         p, q = msg.pose.pose.position, msg.pose.pose.orientation
-        self.result.odometry.append({"stamp_ns": self._conv.stamp_to_nanoseconds(msg.header.stamp),
+        self.result.odometry.append({"stamp_ns": self._msgs.stamp_to_nanoseconds(msg.header.stamp),
                                      "position": [p.x, p.y, p.z], "orientation_xyzw": [q.x, q.y, q.z, q.w],
                                      "t": time.monotonic() - self._t0})
 
@@ -263,8 +264,8 @@ class Driver:
         image = self.frames[index % len(self.frames)]
         if white:
             image = np.full_like(image, 255)
-        self.pub_info.publish(self._conv.intrinsics_to_camera_info(self.intrinsics, header))
-        self.pub_image.publish(self._conv.numpy_to_image_msg(image, "rgb8", header))
+        self.pub_info.publish(self._rclpy_msgs.intrinsics_to_camera_info(self.intrinsics, header))
+        self.pub_image.publish(self._rclpy_msgs.numpy_to_image_msg(image, "rgb8", header))
         now = time.monotonic()
         self._publish_time[int(stamp_ns)] = now
         self.result.published.append({"stamp_ns": int(stamp_ns), "kind": "white" if white else "frame",

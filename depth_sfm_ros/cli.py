@@ -17,9 +17,11 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("depth_sfm_ros.synth.cli", "render a synthetic sequence with ground truth (KITTI folder + rosbag2); "
               "--randomize train|heldout for domain randomisation"),
     "train": ("depth_sfm_training.cli", "self-supervised training from a YAML config (torchrun for multi-GPU)"),
+    "adapt": ("depth_sfm_training.adapt", "fine-tune a model on one unlabelled recording (bag or image folder) with "
+              "a replay set, a time / step budget and a held-out before/after check; exports a model dir"),
     "evaluate": ("depth_sfm_training.evaluate", "KITTI Eigen / Cityscapes / odometry / synthetic evaluation of a checkpoint"),
     "export": ("depth_sfm_ros.runtime.export", "export a checkpoint to ONNX (+ model card) and optionally TensorRT engines"),
-    "eval-bag": ("depth_sfm_ros.bag.eval_bag", "replay a rosbag through the pipeline and score it against ground truth"),
+    "eval-bag": ("depth_sfm_ros.bag.cli", "replay a rosbag through the pipeline and score it against ground truth"),
     "to-bag": ("depth_sfm_training.to_bag", "write a dataset sequence (7-Scenes, KITTI, TUM, EuRoC, DAVIS ...) as a rosbag2"),
     "demo": ("depth_sfm_ros.demo", "held-out synthetic drive -> eval-bag with the default model -> report"),
     "bench": ("depth_sfm_ros.bench_cli", "run the benchmarks in bench/"),

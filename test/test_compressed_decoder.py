@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from depth_sfm_ros.bag.reader import decode_image, decode_mask
-from depth_sfm_ros.runtime.image_io import CompressedImageError, ImagePreprocessor, decode_compressed
+from depth_sfm_ros.msgs import ImageDecodeError, compressed_msg_to_numpy, decode_compressed
+from depth_sfm_ros.runtime.image_io import ImagePreprocessor
 
 RNG = np.random.default_rng(3)
 COMPRESSED = "sensor_msgs/msg/CompressedImage"
@@ -39,8 +40,6 @@ def test_bag_reader_decodes_like_the_node(case: str) -> None:
     pytest.importorskip("sensor_msgs.msg")
     from sensor_msgs.msg import CompressedImage
 
-    from depth_sfm_ros.ros.conversions import compressed_msg_to_numpy
-
     node_image, node_encoding = compressed_msg_to_numpy(CompressedImage(format="png", data=msg.data.tobytes()))
     assert node_encoding == got
     np.testing.assert_array_equal(node_image, image)
@@ -60,9 +59,9 @@ def test_compressed_masks_and_errors() -> None:
     mask[2:4, 3:5] = 255
     got = decode_mask(SimpleNamespace(data=_png(mask), format="png"), COMPRESSED)
     assert got.dtype == bool and got.sum() == 4
-    with pytest.raises(CompressedImageError) as info:
+    with pytest.raises(ImageDecodeError) as info:
         decode_compressed(np.zeros(0, np.uint8))
     assert info.value.kind == "empty"
-    with pytest.raises(CompressedImageError) as info:
+    with pytest.raises(ImageDecodeError) as info:
         decode_compressed(b"not an image at all", "jpeg")
     assert info.value.kind == "decode_failed" and "jpeg" in str(info.value)

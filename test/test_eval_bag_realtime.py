@@ -37,12 +37,17 @@ def _ros_env() -> dict[str, str]:
 
 @pytest.mark.ros
 @pytest.mark.timeout(180)
-def test_realtime_node_path_matches_the_offline_path(tmp_path: Path, model_dir: Path):
+@pytest.mark.parametrize("storage,compressed,frames", [("sqlite3", False, 10), ("mcap", True, 6)])
+def test_realtime_node_path_matches_the_offline_path(tmp_path: Path, model_dir: Path, storage: str,
+                                                      compressed: bool, frames: int):
+    """Raw and compressed (the node subscribes to <image>/compressed) bags: the node's depth equals eval-bag's."""
     from depth_sfm_ros.bag.realtime import evaluate_bag_realtime
-    seq = synthetic_sequence(10)
-    bag = write_bag(tmp_path / "bag", seq, "sqlite3")
+    seq = synthetic_sequence(frames)
+    bag = write_bag(tmp_path / "bag", seq, storage, compressed=compressed)
     out = tmp_path / "out"
-    metrics = evaluate_bag_realtime(bag, out, pipeline_config=_config(model_dir), env=_ros_env())
+    image_topic = "/camera/image_raw/compressed" if compressed else "/camera/image_raw"
+    metrics = evaluate_bag_realtime(bag, out, image_topic=image_topic, pipeline_config=_config(model_dir),
+                                    env=_ros_env())
     assert json.loads((out / "metrics.json").read_text()) == metrics
     rt = metrics["realtime"]
     assert rt["frames_played"] == len(seq)

@@ -1,6 +1,7 @@
-"""The node's ROS-free helpers (no rclpy, no message types): LatestSlot / CameraInfoCache / StreamMonitor
-(ros/sync.py), counters and throttling (ros/diagnostics.py), odometry frames, twist and point colours
-(ros/outputs.py). They run where ROS is not installed; the message conversions are in test_ros_conversions.py."""
+"""The node's ROS-free helpers (no rclpy, no message types): LatestSlot / CameraInfoCache / SpeedCache
+(ros/sync.py), counters and throttling (ros/diagnostics.py), odometry frames and point colours
+(ros/outputs.py). They run where ROS is not installed; the per-frame policy (twist, CameraInfo wait) is in
+test_frame_policy.py, the message layer in test_msgs.py / test_ros_conversions.py."""
 from __future__ import annotations
 
 import math
@@ -13,7 +14,7 @@ import pytest
 from depth_sfm_ros.geometry import Intrinsics, Pose, backproject_np
 from depth_sfm_ros.ros import outputs
 from depth_sfm_ros.ros.diagnostics import BAD_INPUT_KINDS, LogThrottle, NodeStats, RateMeter
-from depth_sfm_ros.ros.sync import CameraInfoCache, LatestSlot, StreamMonitor, intrinsics_for_image
+from depth_sfm_ros.ros.sync import CameraInfoCache, LatestSlot
 
 RNG = np.random.default_rng(0)
 
@@ -79,22 +80,6 @@ def test_camera_info_cache_does_not_wait_when_the_camera_is_fixed():
     assert match.status == "unsynced" and match.intrinsics is zoomed and time.monotonic() - t0 >= 0.09
 
 
-def test_intrinsics_follow_a_resized_image():
-    K = Intrinsics(fx=200.0, fy=200.0, cx=99.5, cy=49.5, width=200, height=100)
-    assert intrinsics_for_image(K, 200, 100) is K
-    half = intrinsics_for_image(K, 100, 50)
-    assert (half.fx, half.cx, half.width) == (100.0, 49.5, 100)
-
-
-def test_stream_monitor_events():
-    monitor = StreamMonitor()
-    assert monitor.check(10, 5, 100) == []
-    assert monitor.check(10, 5, 200) == []
-    assert monitor.check(20, 10, 300) == ["size_change"]
-    assert monitor.check(20, 10, 50) == ["stamp_backwards"]
-    assert monitor.check(10, 5, 10) == ["size_change", "stamp_backwards"]
-
-
 def test_node_stats_counters_rates_and_levels():
     now = [0.0]
     stats = NodeStats(clock=lambda: now[0])
@@ -144,15 +129,6 @@ def test_odometry_pose_in_ros_frames():
     np.testing.assert_allclose(yaw, [0, 0, -0.1], atol=1e-12)
     T_odom_cam = outputs.odometry_pose(T_camodom_cam, T_base_cam, child_is_base=False)
     np.testing.assert_allclose(T_odom_cam.t, [1.5, 0.0, 1.2])  # the camera, seen from the start base pose
-
-
-def test_body_twist():
-    a = Pose.from_vec([1, 2, 3, 0, 0, 0.2])
-    b = a @ Pose.from_vec([0.5, 0, 0, 0, 0, 0.1])
-    linear, angular = outputs.body_twist(a, b, 0.5)
-    np.testing.assert_allclose(linear, [1.0, 0, 0], atol=1e-12)
-    np.testing.assert_allclose(angular, [0, 0, 0.2], atol=1e-12)
-    assert not np.any(outputs.body_twist(a, b, 0.0)[0])
 
 
 def test_colored_points_decimation_and_colours():

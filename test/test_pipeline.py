@@ -105,20 +105,35 @@ def test_resolution_change_resets(backend, caplog):
     with caplog.at_level(logging.WARNING, logger="depth_sfm_ros.runtime.pipeline"):
         result = pipe.process(small, "rgb8", 1.2, CAM_K.scaled(CAM_W // 2, CAM_H // 2))
     assert result.reset and "resolution changed from 192x64 to 96x32" in result.reset_reason
+    assert result.reset_code == "size_change"
     assert "resolution changed" in caplog.text
     assert result.T_prev_cur is None and np.allclose(result.T_odom_cam.matrix, np.eye(4))
     assert not pipe.process(small, "rgb8", 1.3, CAM_K.scaled(CAM_W // 2, CAM_H // 2)).reset
 
 
-@pytest.mark.parametrize("next_stamp,reason", [(0.5, "stamp went backwards"), (1.0, "repeated"),
-                                               (9.0, "stamp jumped forward by 7.900 s")])
-def test_stamp_discontinuities_reset_odometry(backend, next_stamp, reason):
+def test_intrinsics_of_another_size_are_scaled_only_when_asked(backend):
+    """A binned / resized stream publishes the full-size CameraInfo: the node and eval-bag pass
+    rescale_intrinsics=True and the Pipeline scales it to the image; a direct caller's mismatch is refused."""
+    pipe = _pipeline(backend)
+    small = np.ascontiguousarray(_frame(0)[::2, ::2])
+    with pytest.raises(ValueError, match="intrinsics are for 192x64 but the image is 96x32"):
+        pipe.process(small, "rgb8", 1.0, CAM_K)
+    result = pipe.process(small, "rgb8", 1.0, CAM_K, rescale_intrinsics=True)
+    assert result.intrinsics == CAM_K.scaled(CAM_W // 2, CAM_H // 2).scaled(W, H)
+    assert result.reset_code == "first_frame" and pipe.process(small, "rgb8", 1.1, CAM_K, rescale_intrinsics=True) \
+        .reset_code == ""
+
+
+@pytest.mark.parametrize("next_stamp,reason,code", [(0.5, "stamp went backwards", "stamp_backwards"),
+                                                    (1.1, "repeated", "stamp_repeated"),
+                                                    (9.0, "stamp jumped forward by 7.900 s", "stamp_gap")])
+def test_stamp_discontinuities_reset_odometry(backend, next_stamp, reason, code):
     pipe = _pipeline(backend, max_stamp_gap_s=2.0)
     pipe.process(_frame(0), "rgb8", 1.0, CAM_K)
     moved = pipe.process(_frame(1), "rgb8", 1.1, CAM_K)
     assert not np.allclose(moved.T_odom_cam.matrix, np.eye(4))
     result = pipe.process(_frame(2), "rgb8", next_stamp, CAM_K)
-    assert result.reset and reason in result.reset_reason
+    assert result.reset and reason in result.reset_reason and result.reset_code == code
     assert result.T_prev_cur is None and np.allclose(result.T_odom_cam.matrix, np.eye(4))
 
 

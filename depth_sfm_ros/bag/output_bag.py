@@ -22,10 +22,11 @@ from typing import Any
 import numpy as np
 
 from depth_sfm_ros.geometry import Intrinsics
+from depth_sfm_ros.msgs import rosbags_msgs
 from depth_sfm_ros.ros.topics import NODE_NAME, resolve
 from depth_sfm_ros.runtime.visualize import colorize_depth
 
-from . import rosbags_io
+from .rosbags_io import BagWriter
 
 DEPTH_TOPIC = resolve("~/depth", NODE_NAME)
 DEPTH_INFO_TOPIC = resolve("~/depth/camera_info", NODE_NAME)
@@ -63,7 +64,7 @@ class OutputBagWriter:
         self.image_topic = image_topic[: -len("/compressed")] if image_topic.endswith("/compressed") else image_topic
         self.odom_frame = odom_frame
         self.min_depth_m, self.max_depth_m = float(min_depth_m), float(max_depth_m)
-        self._bag = rosbags_io.BagWriter(self.path, storage="mcap")
+        self._bag = BagWriter(self.path, storage="mcap")
         self.frames = 0
         self._failed = False
 
@@ -114,7 +115,7 @@ class OutputBagWriter:
 
     def _write(self, stamp_ns: int, frame_id: str, image: np.ndarray, encoding: str,
                camera_intrinsics: Intrinsics | None, result: Any) -> None:
-        io = rosbags_io
+        io = rosbags_msgs
         frame_id = frame_id or "camera"
         bag = self._bag
         bag.write(self.image_topic, io.image_to_msg(image, encoding, stamp_ns, frame_id), stamp_ns)

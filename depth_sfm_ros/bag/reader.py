@@ -20,16 +20,14 @@ import logging
 from bisect import bisect_left
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any, Iterator, Sequence
 
 import numpy as np
 
 from depth_sfm_ros.geometry import Intrinsics, Pose
-from depth_sfm_ros.ros.conversions import odometry_speed_mps
-from depth_sfm_ros.runtime.image_io import decode_compressed
-
-from . import rosbags_io
+from depth_sfm_ros.msgs import (camera_info_to_rectified_intrinsics, compressed_msg_to_numpy, image_msg_to_numpy,
+                                odometry_speed_mps, pose_from_point_quaternion, stamp_to_nanoseconds)
+from depth_sfm_ros.msgs.rosbags_msgs import typestore
 from .mcap_salvage import McapDamage, McapSalvageReader
 
 log = logging.getLogger(__name__)
@@ -132,7 +130,7 @@ def open_bag(path: str | Path) -> Any:
     if path.suffix == ".mcap":
         raise BagError(f"{path}: a bare .mcap file is read with the salvage reader, not rosbags")
     try:
-        reader = AnyReader([path], default_typestore=rosbags_io.typestore())
+        reader = AnyReader([path], default_typestore=typestore())
         reader.open()
     except Exception as exc:  # rosbags raises several unrelated types for damaged files
         raise BagError(f"{path}: cannot open the bag: {type(exc).__name__}: {exc}") from exc
@@ -217,15 +215,16 @@ def describe_topics(topics: dict[str, tuple[str, int]]) -> str:
 # --- message decoding -------------------------------------------------------------------------
 def stamp_ns_of(msg: Any) -> int:
     """Header stamp of a message in integer nanoseconds."""
-    return rosbags_io.time_to_ns(msg.header.stamp)
+    return stamp_to_nanoseconds(msg.header.stamp)
 
 
 def decode_image(msg: Any, msgtype: str) -> tuple[np.ndarray, str]:
-    """Image or CompressedImage message -> (array, encoding). Compressed images go through the node's
-    decoder (bgr8 / bgra8 / mono8 / mono16), so offline and node see the same pixels."""
+    """Image or CompressedImage message -> (array, encoding) with the node's decoders
+    (:mod:`depth_sfm_ros.msgs`; compressed: bgr8 / bgra8 / mono8 / mono16), so offline and node see the
+    same pixels. Raises ValueError (:class:`~depth_sfm_ros.msgs.ImageDecodeError`) for a bad message."""
     if msgtype == "sensor_msgs/msg/CompressedImage":
-        return decode_compressed(msg.data, str(msg.format))
-    return rosbags_io.msg_to_image(msg), str(msg.encoding)
+        return compressed_msg_to_numpy(msg)
+    return image_msg_to_numpy(msg, copy=True), str(msg.encoding)
 
 
 def decode_depth(msg: Any, msgtype: str) -> np.ndarray:
@@ -235,7 +234,7 @@ def decode_depth(msg: Any, msgtype: str) -> np.ndarray:
     """
     if msgtype != "sensor_msgs/msg/Image":
         raise ValueError(f"ground-truth depth must be sensor_msgs/msg/Image (32FC1 or 16UC1), got {msgtype}")
-    array = rosbags_io.msg_to_image(msg)
+    array = image_msg_to_numpy(msg)
     encoding = str(msg.encoding)
     if encoding == "32FC1":
         depth_m = array.astype(np.float32, copy=True)
@@ -252,25 +251,20 @@ def decode_depth(msg: Any, msgtype: str) -> np.ndarray:
 def decode_mask(msg: Any, msgtype: str) -> np.ndarray:
     """Mask image (mono8 / 8UC1 / rgb8 ..., non-zero = dynamic) -> (H, W) bool."""
     if msgtype == "sensor_msgs/msg/CompressedImage":
-        array, _ = decode_compressed(msg.data, str(msg.format))
+        array, _ = compressed_msg_to_numpy(msg)
     else:
-        array = rosbags_io.msg_to_image(msg)
+        array = image_msg_to_numpy(msg)
     return array > 0 if array.ndim == 2 else np.any(array > 0, axis=2)
 
 
 def camera_info_intrinsics(msg: Any) -> Intrinsics:
-    """CameraInfo of ROS 2 (``k``, ``p``, ``d``) or ROS 1 (``K``, ``P``, ``D``) -> Intrinsics."""
-    fields = SimpleNamespace(width=msg.width, height=msg.height,
-                             k=getattr(msg, "k", getattr(msg, "K", None)),
-                             p=getattr(msg, "p", getattr(msg, "P", None)),
-                             d=getattr(msg, "d", getattr(msg, "D", np.zeros(0))))
-    if fields.k is None or fields.p is None:
-        raise ValueError("CameraInfo without K / P fields")
-    return rosbags_io.msg_to_intrinsics(fields)
+    """CameraInfo of ROS 2 (``k``, ``p``, ``d``) or ROS 1 (``K``, ``P``, ``D``) -> Intrinsics from P, the
+    rectified camera (:func:`depth_sfm_ros.msgs.camera_info_to_rectified_intrinsics`)."""
+    return camera_info_to_rectified_intrinsics(msg)
 
 
 def _pose_of(p: Any, q: Any) -> Pose:
-    return Pose.from_quaternion([p.x, p.y, p.z], [q.x, q.y, q.z, q.w])
+    return pose_from_point_quaternion(p, q)
 
 
 def decode_poses(msg: Any, msgtype: str, tf_frames: tuple[str, str] | None) -> list[tuple[int, Pose]]:

@@ -41,10 +41,13 @@ import numpy as np
 from depth_sfm_ros.geometry import Pose
 from depth_sfm_ros.ros.topics import NODE_NAME, resolve
 
-from . import rosbags_io
-from .eval_bag import (ALIGNMENTS, DEFAULT_CAMERA_INFO_TOPIC, DEFAULT_GT_DEPTH_TOPIC, DEFAULT_GT_MASK_TOPIC,
-                       DEFAULT_GT_ODOM_TOPIC, DEFAULT_IMAGE_TOPIC, evaluate_bag, finish, open_frames, reader_notes,
-                       node_pipeline_config, resolve_model, with_kitti)
+from depth_sfm_ros.msgs import image_msg_to_numpy, odometry_msg_to_pose
+from depth_sfm_ros.msgs.rosbags_msgs import typestore
+
+from .defaults import (ALIGNMENTS, DEFAULT_CAMERA_INFO_TOPIC, DEFAULT_GT_DEPTH_TOPIC, DEFAULT_GT_MASK_TOPIC,
+                       DEFAULT_GT_ODOM_TOPIC, DEFAULT_IMAGE_TOPIC)
+from .eval_bag import (evaluate_bag, finish, node_pipeline_config, open_frames, reader_notes, resolve_model,
+                       with_kitti)
 from .reader import NS_PER_S, BagError, MessageSource, check_bag_path, decode_mask, stamp_ns_of
 from .scoring import FrameScorer
 
@@ -140,7 +143,7 @@ def record(out: str, wait_s: float) -> int:
     node = rclpy.create_node("depth_sfm_bag_recorder")
     writer = Writer(Path(out), version=9, storage_plugin=StoragePlugin.MCAP)
     writer.open()
-    conns = {topic: writer.add_connection(topic, msgtype, typestore=rosbags_io.typestore())
+    conns = {topic: writer.add_connection(topic, msgtype, typestore=typestore())
              for topic, msgtype in RECORDED.items()}
     qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
 
@@ -277,11 +280,11 @@ def _read_recording(path: Path) -> dict[int, dict]:
     for topic, msgtype, _, msg in source.messages(set(RECORDED)):
         entry = out.setdefault(stamp_ns_of(msg), {"depth": None, "mask": None, "T": None})
         if topic == DEPTH_TOPIC:
-            entry["depth"] = rosbags_io.msg_to_image(msg).astype(np.float32)
+            entry["depth"] = image_msg_to_numpy(msg).astype(np.float32)
         elif topic == MASK_TOPIC:
             entry["mask"] = decode_mask(msg, msgtype)
         else:
-            entry["T"] = rosbags_io.odometry_msg_to_pose(msg)
+            entry["T"] = odometry_msg_to_pose(msg)
     return {stamp: e for stamp, e in out.items() if e["depth"] is not None}
 
 

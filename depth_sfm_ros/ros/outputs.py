@@ -12,7 +12,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from depth_sfm_ros.geometry import Intrinsics, Pose, backproject_np, matrix_to_axis_angle
+from depth_sfm_ros.geometry import Intrinsics, Pose, backproject_np
 
 
 def odometry_pose(T_camodom_cam: Pose, T_base_cam: Pose, child_is_base: bool) -> Pose:
@@ -24,15 +24,6 @@ def odometry_pose(T_camodom_cam: Pose, T_base_cam: Pose, child_is_base: bool) ->
     """
     T_odom_cam = T_base_cam @ T_camodom_cam
     return T_odom_cam @ T_base_cam.inverse() if child_is_base else T_odom_cam
-
-
-def body_twist(T_odom_prev: Pose, T_odom_cur: Pose, dt_s: float) -> tuple[np.ndarray, np.ndarray]:
-    """(linear m/s (3,), angular rad/s (3,)) of the child frame, expressed in the child frame,
-    from two consecutive poses ``dt_s`` apart (zeros when dt_s <= 0)."""
-    if dt_s <= 0:
-        return np.zeros(3), np.zeros(3)
-    T_prev_cur = T_odom_prev.inverse() @ T_odom_cur
-    return T_prev_cur.t / dt_s, matrix_to_axis_angle(T_prev_cur.R) / dt_s
 
 
 def colored_points(depth_m: np.ndarray, intrinsics: Intrinsics, image_rgb: np.ndarray | None,

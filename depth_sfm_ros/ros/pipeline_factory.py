@@ -3,7 +3,6 @@ bare-Pipeline numbers and the node's come from the same configuration)."""
 from __future__ import annotations
 
 from depth_sfm_ros.ros.params import NodeParams, ParameterError
-from depth_sfm_ros.runtime.image_io import SUPPORTED_ENCODINGS
 from depth_sfm_ros.runtime.motion_gate import MotionGateConfig
 from depth_sfm_ros.runtime.pipeline import Pipeline, PipelineConfig
 
@@ -35,8 +34,3 @@ def create_pipeline(params: NodeParams) -> Pipeline:
     except (ValueError, RuntimeError, OSError) as exc:
         name = "backend" if params.backend != "auto" and "backend" in str(exc).lower() else "model"
         raise ParameterError(name, f"cannot load {params.model_dir} with backend {params.backend!r}: {exc}") from None
-
-
-def supported_encodings() -> tuple[str, ...]:
-    """Raw image encodings the Pipeline accepts."""
-    return SUPPORTED_ENCODINGS

@@ -6,7 +6,9 @@
   within a tolerance.
 - :class:`SpeedCache`: recent speeds of an external odometry source (wheel odometry), matched to
   an image stamp within a tolerance (``scale_mode: external``).
-- :class:`StreamMonitor`: notices size changes and stamps going backwards between frames.
+
+Size changes and stamps going backwards are the Pipeline's to notice (``FrameResult.reset_code``), and
+CameraInfo intrinsics of another size are scaled by the Pipeline too.
 
 Stamps are integer nanoseconds (exact copies of ``builtin_interfaces/Time``).
 """
@@ -185,37 +187,14 @@ class SpeedCache:
             self._items.clear()
 
 
-def intrinsics_for_image(info: Intrinsics, width: int, height: int) -> Intrinsics:
-    """CameraInfo intrinsics adapted to an image of ``width`` x ``height`` (binned / resized
-    streams publish the full-resolution CameraInfo)."""
-    if (info.width, info.height) == (width, height):
-        return info
-    return info.scaled(width, height)
-
-
-class StreamMonitor:
-    """Tracks the previous frame's size and stamp (used by the worker thread only)."""
-
-    def __init__(self) -> None:
-        self.size: tuple[int, int] | None = None
-        self.stamp_ns: int | None = None
-
-    def check(self, width: int, height: int, stamp_ns: int) -> list[str]:
-        """Events for this frame: any of ``size_change``, ``stamp_backwards``; then remember it."""
-        events = []
-        if self.size is not None and self.size != (width, height):
-            events.append("size_change")
-        if self.stamp_ns is not None and stamp_ns < self.stamp_ns:
-            events.append("stamp_backwards")
-        self.size, self.stamp_ns = (width, height), stamp_ns
-        return events
-
-
 @dataclass
 class InputFrame:
-    """What a callback hands to the worker: the undecoded message and its arrival time."""
+    """What a callback hands to the worker: the undecoded message, its header stamp, its arrival time
+    (``time.monotonic`` seconds) and, for a raw Image, the layout the callback checked
+    (:class:`~depth_sfm_ros.msgs.image.ImageLayout`; None for a compressed image)."""
 
     msg: Any
     compressed: bool
     stamp_ns: int
     received_monotonic_s: float
+    layout: Any = None

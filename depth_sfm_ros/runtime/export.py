@@ -37,8 +37,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from depth_sfm_ros.fileio import atomic_write
+from depth_sfm_ros.msgs.image import compressed_msg_to_numpy, image_msg_to_numpy
 
-from .image_io import decode_compressed
 from .model_card import (MODEL_CARD_NAME, ONNX_FILES, SCALE_CONVENTIONS, ModelCard, sha256_file, utc_now_iso,
                          write_model_card)
 
@@ -154,12 +154,12 @@ def _images_from_folder(folder: Path, height: int, width: int, max_images: int) 
 
 def _images_from_bag(bag: Path, height: int, width: int, max_images: int, topic: str | None) -> list[np.ndarray]:
     try:
-        from ..bag import rosbags_io
+        from ..msgs import rosbags_msgs
     except ImportError as exc:
-        raise ValueError(f"reading calibration frames from a bag needs depth_sfm_ros.bag.rosbags_io and the "
-                         f"'rosbags' package ({exc}); pass a folder of images instead") from exc
-    topics = rosbags_io.bag_topics(bag)
-    image_types = (rosbags_io.MSG_IMAGE, rosbags_io.MSG_COMPRESSED_IMAGE)
+        raise ValueError(f"reading calibration frames from a bag needs the 'rosbags' package ({exc}); pass a "
+                         f"folder of images instead") from exc
+    topics = rosbags_msgs.bag_topics(bag)
+    image_types = (rosbags_msgs.MSG_IMAGE, rosbags_msgs.MSG_COMPRESSED_IMAGE)
     if topic is None:
         found = sorted(t for t, (msgtype, count) in topics.items() if msgtype in image_types and count > 0)
         if not found:
@@ -172,13 +172,13 @@ def _images_from_bag(bag: Path, height: int, width: int, max_images: int, topic:
     count = topics[topic][1]
     step = max(1, count // max_images)
     frames = []
-    for index, (_, _, msg) in enumerate(rosbags_io.read_messages(bag, [topic])):
+    for index, (_, _, msg) in enumerate(rosbags_msgs.read_messages(bag, [topic])):
         if index % step or len(frames) >= max_images:
             continue
-        if topics[topic][0] == rosbags_io.MSG_COMPRESSED_IMAGE:
-            frames.append(_preprocess(*decode_compressed(msg.data, str(msg.format)), height, width))
+        if topics[topic][0] == rosbags_msgs.MSG_COMPRESSED_IMAGE:  # the node's decoders: the node's pixels
+            frames.append(_preprocess(*compressed_msg_to_numpy(msg), height, width))
         else:
-            frames.append(_preprocess(rosbags_io.msg_to_image(msg), str(msg.encoding), height, width))
+            frames.append(_preprocess(image_msg_to_numpy(msg), str(msg.encoding), height, width))
     return frames
 
 

@@ -1,6 +1,7 @@
 """Raw camera images (ROS encodings) -> network input (1, 3, H, W) float32 RGB in [0, 1].
 
-Two entry points:
+The encoding table and the message decoders are :mod:`depth_sfm_ros.msgs`'s; this module only turns a
+decoded camera image into network input. Two entry points:
 
 - :func:`to_rgb_float` converts one image at its own size (allocates; for tools and tests).
 - :class:`ImagePreprocessor` resizes (``cv2.INTER_AREA``) and converts into a preallocated
@@ -14,42 +15,18 @@ numpy + OpenCV only (no torch).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import cv2
 import numpy as np
 
-# encoding -> (dtype, channels, source channel for R, G, B)
-_ENCODINGS: dict[str, tuple[type, int, tuple[int, int, int]]] = {
-    "rgb8": (np.uint8, 3, (0, 1, 2)),
-    "bgr8": (np.uint8, 3, (2, 1, 0)),
-    "rgba8": (np.uint8, 4, (0, 1, 2)),
-    "bgra8": (np.uint8, 4, (2, 1, 0)),
-    "mono8": (np.uint8, 1, (0, 0, 0)),
-    "8uc1": (np.uint8, 1, (0, 0, 0)),
-    "mono16": (np.uint16, 1, (0, 0, 0)),
-    "16uc1": (np.uint16, 1, (0, 0, 0)),
-}
+from depth_sfm_ros.msgs.encodings import INPUT_ENCODINGS, EncodingSpec, input_encoding
 
-SUPPORTED_ENCODINGS: tuple[str, ...] = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8", "8UC1", "mono16", "16UC1")
+# the encodings a camera image may have, from the one table (depth_sfm_ros.msgs.encodings)
+SUPPORTED_ENCODINGS: tuple[str, ...] = INPUT_ENCODINGS
 
 
-@dataclass(frozen=True)
-class _EncodingSpec:
-    dtype: type
-    channels: int
-    rgb_source: tuple[int, int, int]
-
-
-def encoding_spec(encoding: str) -> _EncodingSpec:
-    """Look up an encoding (case-insensitive for the ``16UC1``/``8UC1`` forms); ValueError if unsupported."""
-    if not isinstance(encoding, str):
-        raise ValueError(f"image encoding must be a string, got {type(encoding).__name__}")
-    key = encoding.strip().lower()
-    if key not in _ENCODINGS:
-        raise ValueError(f"unsupported image encoding {encoding!r}; supported: {', '.join(SUPPORTED_ENCODINGS)}")
-    dtype, channels, source = _ENCODINGS[key]
-    return _EncodingSpec(dtype, channels, source)
+def encoding_spec(encoding: str) -> EncodingSpec:
+    """Look up a camera-image encoding (case-insensitive, stripped: ``16uc1``); ValueError if unsupported."""
+    return input_encoding(encoding)
 
 
 def _validate_value_range(value_range: tuple[float, float] | None) -> None:
@@ -62,7 +39,7 @@ def _validate_value_range(value_range: tuple[float, float] | None) -> None:
         raise ValueError(f"value_range must be finite with high > low, got {value_range!r}")
 
 
-def check_image(image: np.ndarray, encoding: str) -> tuple[np.ndarray, _EncodingSpec]:
+def check_image(image: np.ndarray, encoding: str) -> tuple[np.ndarray, EncodingSpec]:
     """Validate ``image`` against ``encoding``; return it as (H, W, C) plus the encoding spec.
 
     Mono images may be (H, W) or (H, W, 1). Raises ValueError naming what was expected.
@@ -82,7 +59,7 @@ def check_image(image: np.ndarray, encoding: str) -> tuple[np.ndarray, _Encoding
     return image, spec
 
 
-def _scale_and_offset(spec: _EncodingSpec, value_range: tuple[float, float] | None) -> tuple[float, float]:
+def _scale_and_offset(spec: EncodingSpec, value_range: tuple[float, float] | None) -> tuple[float, float]:
     """(gain, offset) so that float = raw * gain + offset maps the range to [0, 1]."""
     if value_range is None or spec.channels != 1:
         return 1.0 / float(np.iinfo(spec.dtype).max), 0.0
@@ -126,7 +103,7 @@ class ImagePreprocessor:
         self.buffer = np.zeros((1, 3, self.height, self.width), np.float32)
         self._resized: dict[tuple[str, int], np.ndarray] = {}  # (dtype, channels) -> raw resized image
 
-    def _resize(self, image: np.ndarray, spec: _EncodingSpec) -> np.ndarray:
+    def _resize(self, image: np.ndarray, spec: EncodingSpec) -> np.ndarray:
         """Area-resize the raw (H, W, C) image into a cached buffer; returns (h, w, C)."""
         if image.shape[:2] == (self.height, self.width):
             return image
@@ -144,6 +121,11 @@ class ImagePreprocessor:
     def __call__(self, image: np.ndarray, encoding: str, out: np.ndarray | None = None) -> np.ndarray:
         """Convert ``image`` (see :func:`to_rgb_float`) into (1, 3, H, W) float32 RGB in [0, 1]."""
         image, spec = check_image(image, encoding)
+        return self.convert(image, spec, out)
+
+    def convert(self, image: np.ndarray, spec: EncodingSpec, out: np.ndarray | None = None) -> np.ndarray:
+        """:meth:`__call__` for an image :func:`check_image` has checked already: ``image`` (H, W, C) and
+        ``spec`` are what it returned (the Pipeline checks each camera image once)."""
         if out is None:
             out = self.buffer
         elif out.shape != (1, 3, self.height, self.width) or out.dtype != np.float32:
@@ -177,6 +159,13 @@ def grey_at_width(image: np.ndarray, encoding: str, width: int,
     """
     _validate_value_range(value_range)
     image, spec = check_image(image, encoding)
+    return grey_of_checked(image, spec, width, value_range, max_height)
+
+
+def grey_of_checked(image: np.ndarray, spec: EncodingSpec, width: int,
+                    value_range: tuple[float, float] | None = None, max_height: int | None = None) -> np.ndarray:
+    """:func:`grey_at_width` for an image :func:`check_image` has checked already (``image`` (H, W, C) and
+    ``spec`` as it returned them) and a validated ``value_range``."""
     if int(width) != width or width < 1:
         raise ValueError(f"width must be a positive integer, got {width!r}")
     height_in, width_in = image.shape[:2]
@@ -198,35 +187,3 @@ def grey_at_width(image: np.ndarray, encoding: str, width: int,
     gain, offset = _scale_and_offset(spec, value_range)
     grey = grey * np.float32(gain) + np.float32(offset)
     return np.clip(grey, 0.0, 1.0, out=grey)
-
-
-class CompressedImageError(ValueError):
-    """Compressed image bytes that cannot be decoded; ``kind`` names the problem for counters:
-    ``empty``, ``decode_failed``, ``unsupported_encoding``."""
-
-    def __init__(self, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.kind = kind
-
-
-def decode_compressed(data, fmt: str = "") -> tuple[np.ndarray, str]:
-    """``sensor_msgs/CompressedImage`` bytes (jpeg / png) -> (image, encoding): the one decoder of the node,
-    the bag tools and export, so offline numbers are the node's numbers.
-
-    Colour decodes to ``bgr8`` (``bgra8`` with alpha), grey to ``mono8``, 16-bit grey PNG to ``mono16``
-    (OpenCV's native orders, no copy). ``fmt`` (the message's format string) only goes into error messages.
-    """
-    buf = data if isinstance(data, np.ndarray) else np.frombuffer(bytes(data), dtype=np.uint8)
-    buf = buf.reshape(-1).astype(np.uint8, copy=False)
-    if buf.size == 0:
-        raise CompressedImageError("empty", "empty compressed image")
-    image = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
-    if image is None:
-        raise CompressedImageError("decode_failed", f"cv2 could not decode the compressed image (format {fmt!r}, "
-                                                    f"{buf.size} bytes)")
-    if image.ndim == 2:
-        return image, "mono16" if image.dtype == np.uint16 else "mono8"
-    if image.dtype != np.uint8:
-        raise CompressedImageError("unsupported_encoding",
-                                   f"compressed colour image of dtype {image.dtype} is not supported")
-    return image, "bgra8" if image.shape[2] == 4 else "bgr8"

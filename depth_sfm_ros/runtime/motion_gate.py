@@ -60,7 +60,8 @@ import cv2
 import numpy as np
 
 from ..geometry import Pose
-from .image_io import grey_at_width
+from ..msgs.encodings import EncodingSpec
+from .image_io import grey_at_width, grey_of_checked
 
 _BLUR_KSIZE = 5
 _BLUR_SIGMA_PX = 1.0
@@ -186,6 +187,13 @@ class MotionGate:
         (h, gate_width_px) float32 in 8-bit grey levels [0, 255], h <= 4 * gate_width_px."""
         width = self.config.gate_width_px
         return grey_at_width(image, encoding, width, value_range, max_height=4 * width) * np.float32(255.0)
+
+    def grey_checked(self, image: np.ndarray, spec: EncodingSpec,
+                     value_range: tuple[float, float] | None = None) -> np.ndarray:
+        """:meth:`grey` of an image :func:`~depth_sfm_ros.runtime.image_io.check_image` has checked already
+        ((H, W, C) and its spec; the Pipeline checks each camera image once)."""
+        width = self.config.gate_width_px
+        return grey_of_checked(image, spec, width, value_range, max_height=4 * width) * np.float32(255.0)
 
     def image_motion(self, ref_grey: np.ndarray, cur_grey: np.ndarray) -> ImageMotion:
         """Compare two :meth:`grey` images of one camera (same shape); see the module docstring."""

@@ -31,6 +31,14 @@ from .scale import SCALE_MODES, UP_OPTICAL, ScaleEstimator, ScaleState
 
 log = logging.getLogger(__name__)
 
+# FrameResult.reset_code: why odometry (re)started at a frame
+RESET_CODES = ("first_frame",      # the first frame the Pipeline sees
+               "restart",          # the first frame after reset()
+               "size_change",      # the image size differs from the previous frame's (the scale restarts too)
+               "stamp_backwards",  # the stamp is older than the previous frame's
+               "stamp_repeated",   # the stamp equals the previous frame's
+               "stamp_gap")        # the stamp is more than max_stamp_gap_s after the previous frame's
+
 
 @dataclass
 class PipelineConfig:
@@ -132,7 +140,9 @@ class FrameResult:
         frame, which equals the motion since the previous frame (still frames moved nothing).
     T_odom_cam: integrated camera pose in odom (unchanged by a still frame).
     scale: the factor applied to network depth and translation; scale_valid False until estimated.
-    reset / reset_reason: odometry was (re)started at this frame, and why.
+    reset / reset_reason / reset_code: odometry was (re)started at this frame, why (a log line's words) and
+        the reason's code (one of :data:`RESET_CODES`, "" without a reset; the node counts ``size_change`` and
+        ``stamp_backwards`` as bad input).
     still: the motion gate found the camera still (zero motion published).
     motion_state: "first" (no pair: first frame after a (re)start), "still", "moving", or "unchecked"
         (motion gate disabled).
@@ -154,6 +164,7 @@ class FrameResult:
     frame_index: int
     stamp_s: float
     timings_ms: dict = field(default_factory=dict)
+    reset_code: str = ""
     still: bool = False
     motion_state: str = "first"
     motion: MotionDecision | None = None
@@ -208,7 +219,9 @@ class Pipeline:
         self._ref_stamp_s = None
         self.odometry.reset()
 
-    def _intrinsics(self, intrinsics: Intrinsics | np.ndarray | None, width: int, height: int) -> Intrinsics:
+    def _intrinsics(self, intrinsics: Intrinsics | np.ndarray | None, width: int, height: int,
+                    rescale: bool) -> Intrinsics:
+        """The camera intrinsics of a ``width`` x ``height`` image (checked; see :meth:`process`)."""
         if intrinsics is None:
             if not self._warned_intrinsics:
                 log.warning("no camera intrinsics given: using the model card's normalised intrinsics %s scaled to "
@@ -225,61 +238,71 @@ class Pipeline:
         values = (intrinsics.fx, intrinsics.fy, intrinsics.cx, intrinsics.cy)
         if not all(math.isfinite(v) for v in values) or intrinsics.fx <= 0 or intrinsics.fy <= 0:
             raise ValueError(f"invalid intrinsics (need finite values and fx, fy > 0): {intrinsics}")
+        if (intrinsics.width, intrinsics.height) != (width, height) and rescale:
+            return intrinsics.scaled(width, height)  # a binned / resized stream with the full-size CameraInfo
         if (intrinsics.width, intrinsics.height) != (width, height):
             raise ValueError(f"intrinsics are for {intrinsics.width}x{intrinsics.height} but the image is "
                              f"{width}x{height}; scale them with Intrinsics.scaled()")
         return intrinsics
 
-    def _check_continuity(self, stamp_s: float, size: tuple[int, int]) -> str:
-        """Reason to reset before this frame ('' when none)."""
+    def _check_continuity(self, stamp_s: float, size: tuple[int, int]) -> tuple[str, str]:
+        """(code, reason) to reset before this frame (("", "") when none); codes in :data:`RESET_CODES`."""
         if self._prev_size is not None and size != self._prev_size:
-            return (f"resolution changed from {self._prev_size[0]}x{self._prev_size[1]} "
-                    f"to {size[0]}x{size[1]}")
+            return "size_change", (f"resolution changed from {self._prev_size[0]}x{self._prev_size[1]} "
+                                   f"to {size[0]}x{size[1]}")
         if self._prev_stamp_s is not None:
             dt = stamp_s - self._prev_stamp_s
             if dt <= 0:
-                return f"stamp went backwards or repeated by {-dt:.3f} s ({self._prev_stamp_s:.3f} -> {stamp_s:.3f})"
+                return ("stamp_backwards" if dt < 0 else "stamp_repeated",
+                        f"stamp went backwards or repeated by {-dt:.3f} s ({self._prev_stamp_s:.3f} -> {stamp_s:.3f})")
             if dt > self.config.max_stamp_gap_s:
-                return f"stamp jumped forward by {dt:.3f} s (> max_stamp_gap_s {self.config.max_stamp_gap_s} s)"
-        return ""
+                return "stamp_gap", (f"stamp jumped forward by {dt:.3f} s (> max_stamp_gap_s "
+                                     f"{self.config.max_stamp_gap_s} s)")
+        return "", ""
 
     # ------------------------------------------------------------------------------------------
     def process(self, image: np.ndarray, encoding: str, stamp_s: float,
                 intrinsics: Intrinsics | np.ndarray | None = None,
-                external_speed_mps: float | None = None) -> FrameResult:
+                external_speed_mps: float | None = None, rescale_intrinsics: bool = False) -> FrameResult:
         """Process one camera frame (see :class:`FrameResult`).
+
+        The one place where a camera image, its stamp and its intrinsics are checked: ValueError (nothing
+        changes) for an image that does not match ``encoding``, non-finite numbers, unusable intrinsics.
 
         Args:
             image: (H, W[, C]) raw image matching ``encoding`` (rgb8, bgr8, mono8, rgba8, bgra8, mono16/16UC1).
             stamp_s: capture time in seconds (monotonic within a stream).
             intrinsics: of ``image`` (Intrinsics or 3x3 K); None -> the model card's, with a warning once.
             external_speed_mps: speed from another odometry source ('external' scale mode).
+            rescale_intrinsics: Intrinsics of another image size are scaled to the image (a CameraInfo of the
+                full-resolution stream with binned / resized images: the node and eval-bag); otherwise they
+                are refused (ValueError).
         """
         t0 = time.perf_counter()
         if not _finite(stamp_s):
             raise ValueError(f"stamp_s must be a finite number, got {stamp_s!r}")
         if external_speed_mps is not None and (not _finite(external_speed_mps) or external_speed_mps < 0):
             raise ValueError(f"external_speed_mps must be finite and >= 0, got {external_speed_mps!r}")
-        image3, _ = check_image(image, encoding)
+        image3, spec = check_image(image, encoding)
         height, width = image3.shape[:2]
-        cam_K = self._intrinsics(intrinsics, width, height)
-        reason = self._check_continuity(float(stamp_s), (width, height))
+        cam_K = self._intrinsics(intrinsics, width, height, rescale_intrinsics)
+        code, reason = self._check_continuity(float(stamp_s), (width, height))
         if reason:
             log.warning("resetting odometry: %s", reason)  # the one log line of a reset
             self._reset_state()
-            if reason.startswith("resolution"):
+            if code == "size_change":
                 self.scale.reset()
         first = not self._has_prev
         if first and not reason:
-            reason = "first frame" if self.frame_index == 0 else "restart"
+            code, reason = ("first_frame", "first frame") if self.frame_index == 0 else ("restart", "restart")
         # since the reference frame (the previous one unless still frames came between)
         dt_s = None if first or self._ref_stamp_s is None else float(stamp_s) - self._ref_stamp_s
 
         ref_buffer = self._buffers[self._cur]
         cur_buffer = self._buffers[1 - self._cur]
-        self._pre(image3, encoding, out=cur_buffer)
+        self._pre.convert(image3, spec, out=cur_buffer)
         gate = self.config.motion_gate
-        cur_grey = self.motion_gate.grey(image3, encoding, self.config.mono16_range) if gate.enabled else None
+        cur_grey = self.motion_gate.grey_checked(image3, spec, self.config.mono16_range) if gate.enabled else None
         t1 = time.perf_counter()
         output = self.backend.infer(cur_buffer, None if first else ref_buffer)
         t2 = time.perf_counter()
@@ -341,7 +364,8 @@ class Pipeline:
         result = FrameResult(
             depth_m=depth_m, intrinsics=out_K, dynamic_prob=dynamic_prob, dynamic_mask=dynamic_mask,
             T_prev_cur=T_prev_cur, T_odom_cam=T_odom_cam, scale=float(scale), scale_valid=self.scale.valid,
-            reset=first, reset_reason=reason if first else "", frame_index=self.frame_index, stamp_s=float(stamp_s),
+            reset=first, reset_reason=reason if first else "", reset_code=code if first else "",
+            frame_index=self.frame_index, stamp_s=float(stamp_s),
             timings_ms={"preprocess": (t1 - t0) * 1e3, "infer": (t2 - t1) * 1e3, "postprocess": (t3 - t2) * 1e3,
                         "total": (t3 - t0) * 1e3},
             still=still, motion_state=motion_state, motion=motion, scale_state=self.scale.state())

@@ -37,7 +37,7 @@ from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 
-from depth_sfm_ros.ros import conversions
+from depth_sfm_ros.msgs import rclpy_msgs
 from depth_sfm_ros.synth.render import SynthConfig, render_sequence
 
 # steps that consume no synthetic frame (and must produce no output)
@@ -109,7 +109,7 @@ def main() -> int:
             msg = Image(header=header, height=args.height, width=args.width, encoding="rgb8", step=args.width * 3)
             rgb = np.zeros((args.height, args.width, 3), np.uint8)
             if step == "bad_encoding":
-                msg = conversions.numpy_to_image_msg(np.ones((args.height, args.width), np.float32), "32FC1", header)
+                msg = rclpy_msgs.numpy_to_image_msg(np.ones((args.height, args.width), np.float32), "32FC1", header)
             elif step == "truncated":
                 msg.data = rgb.tobytes()[: rgb.size // 2]
             elif step == "empty":
@@ -133,24 +133,24 @@ def main() -> int:
                 image = cv2.resize(image, (2 * args.width, 2 * args.height), interpolation=cv2.INTER_LINEAR)
                 K = K.scaled(2 * args.width, 2 * args.height)
             if step == "bad_info":
-                bad = conversions.intrinsics_to_camera_info(K, header)
+                bad = rclpy_msgs.intrinsics_to_camera_info(K, header)
                 bad.k = [0.0] * 9
                 pub_info.publish(bad)
             elif step != "good_noinfo":
-                pub_info.publish(conversions.intrinsics_to_camera_info(K, header))
+                pub_info.publish(rclpy_msgs.intrinsics_to_camera_info(K, header))
             if pub_odom is not None:
                 pub_odom.publish(_speed_odometry(seq, frame_i, header))
             if step == "bgr8":
-                msg = conversions.numpy_to_image_msg(np.ascontiguousarray(image[:, :, ::-1]), "bgr8", header)
+                msg = rclpy_msgs.numpy_to_image_msg(np.ascontiguousarray(image[:, :, ::-1]), "bgr8", header)
             elif step == "mono8":
-                msg = conversions.numpy_to_image_msg(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY), "mono8", header)
+                msg = rclpy_msgs.numpy_to_image_msg(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY), "mono8", header)
             elif step == "padded":
                 padded = np.zeros((image.shape[0], image.shape[1] * 3 + 8), np.uint8)
                 padded[:, : image.shape[1] * 3] = image.reshape(image.shape[0], -1)
                 msg = Image(header=header, height=image.shape[0], width=image.shape[1], encoding="rgb8",
                             step=padded.shape[1], data=padded.tobytes())
             else:
-                msg = conversions.numpy_to_image_msg(image, "rgb8", header)
+                msg = rclpy_msgs.numpy_to_image_msg(image, "rgb8", header)
             if step == "compressed":
                 ok, png = cv2.imencode(".png", image[:, :, ::-1])
                 assert ok

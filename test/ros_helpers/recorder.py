@@ -22,7 +22,8 @@ from nav_msgs.msg import Odometry
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
-from depth_sfm_ros.ros import conversions, topics
+from depth_sfm_ros import msgs
+from depth_sfm_ros.ros import topics
 
 
 # recorder name -> (node output, message type)
@@ -56,31 +57,31 @@ def main() -> int:
 
     def image_cb(kind: str):
         def cb(msg: Image) -> None:
-            stamp_ns = conversions.stamp_to_nanoseconds(msg.header.stamp)
+            stamp_ns = msgs.stamp_to_nanoseconds(msg.header.stamp)
             entry = {"stamp_ns": stamp_ns, "frame_id": msg.header.frame_id, "encoding": msg.encoding,
                      "width": msg.width, "height": msg.height, "step": msg.step, "is_bigendian": msg.is_bigendian}
-            arrays[f"{kind}_{len(meta[kind])}"] = conversions.image_msg_to_numpy(msg, copy=True)
+            arrays[f"{kind}_{len(meta[kind])}"] = msgs.image_msg_to_numpy(msg, copy=True)
             meta[kind].append(entry)
             if kind == "depth" and stamp_ns == args.until_stamp_ns:
                 state["done_stamp_seen"] = True
         return cb
 
     def info_cb(msg: CameraInfo) -> None:
-        meta["depth_info"].append({"stamp_ns": conversions.stamp_to_nanoseconds(msg.header.stamp),
+        meta["depth_info"].append({"stamp_ns": msgs.stamp_to_nanoseconds(msg.header.stamp),
                                    "frame_id": msg.header.frame_id, "width": msg.width, "height": msg.height,
                                    "k": [float(v) for v in msg.k]})
 
     def odom_cb(msg: Odometry) -> None:
         p, q = msg.pose.pose.position, msg.pose.pose.orientation
-        meta["odometry"].append({"stamp_ns": conversions.stamp_to_nanoseconds(msg.header.stamp),
+        meta["odometry"].append({"stamp_ns": msgs.stamp_to_nanoseconds(msg.header.stamp),
                                  "frame_id": msg.header.frame_id, "child_frame_id": msg.child_frame_id,
                                  "position": [p.x, p.y, p.z], "orientation_xyzw": [q.x, q.y, q.z, q.w],
                                  "covariance": [float(v) for v in msg.pose.covariance]})
 
     def points_cb(msg: PointCloud2) -> None:
-        cloud = conversions.pointcloud2_to_numpy(msg)
+        cloud = msgs.pointcloud2_to_numpy(msg)
         arrays[f"points_{len(meta['points'])}"] = np.stack([cloud["x"], cloud["y"], cloud["z"]], axis=1)
-        meta["points"].append({"stamp_ns": conversions.stamp_to_nanoseconds(msg.header.stamp),
+        meta["points"].append({"stamp_ns": msgs.stamp_to_nanoseconds(msg.header.stamp),
                                "frame_id": msg.header.frame_id, "fields": [f.name for f in msg.fields],
                                "point_step": msg.point_step, "n": int(msg.width * msg.height)})
 
