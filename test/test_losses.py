@@ -160,9 +160,10 @@ def _cfg(**kw) -> LossConfig:
 
 # --- photometric basics --------------------------------------------------------------------------
 
+@parametrize_batch
 @parametrize_dtype
-def test_ssim_of_identical_images_is_one_and_error_zero(dtype):
-    img = torch.rand(2, 3, 8, 10, generator=torch.Generator().manual_seed(0), dtype=dtype)
+def test_ssim_of_identical_images_is_one_and_error_zero(b, dtype):
+    img = torch.rand(b, 3, 8, 10, generator=torch.Generator().manual_seed(0), dtype=dtype)
     assert torch.allclose(ssim(img, img), torch.ones_like(img), atol=1e-5)
     assert photometric_error(img, img).abs().max() < 1e-6
     assert photometric_error(img, 1.0 - img).mean() > 0.1
@@ -187,17 +188,24 @@ def test_perfect_warp_of_plane_scene_gives_zero_photometric_loss(dtype):
     assert geo_bad["geometric"].item() == pytest.approx(1.0 / 3.0, rel=1e-4)
 
 
-def test_reduce_masked_region_average_counts_each_region_equally():
-    error = torch.tensor([[[[1.0, 1.0, 1.0, 3.0]]]])
+@parametrize_batch
+@parametrize_dtype
+def test_reduce_masked_region_average_counts_each_region_equally(b, dtype):
+    error = expand_batch(torch.tensor([[[[1.0, 1.0, 1.0, 3.0]]]], dtype=dtype), b)
     mask = torch.ones_like(error)
-    regions = torch.tensor([[[[0, 0, 0, 1]]]])
-    assert reduce_masked(error, mask).item() == pytest.approx(1.5)
-    assert reduce_masked(error, mask, regions).item() == pytest.approx(2.0)
+    regions = expand_batch(torch.tensor([[[[0, 0, 0, 1]]]]), b)
+    plain, by_region = reduce_masked(error, mask), reduce_masked(error, mask, regions)
+    assert plain.shape == by_region.shape == (b,) and plain.dtype == by_region.dtype == dtype  # per sample
+    assert torch.allclose(plain, torch.full((b,), 1.5, dtype=dtype))
+    assert torch.allclose(by_region, torch.full((b,), 2.0, dtype=dtype))
 
 
-def test_upsample_depth_interpolates_inverse_depth():
-    depth = torch.tensor([[[[1.0, 2.0]]]])
+@parametrize_batch
+@parametrize_dtype
+def test_upsample_depth_interpolates_inverse_depth(b, dtype):
+    depth = expand_batch(torch.tensor([[[[1.0, 2.0]]]], dtype=dtype), b)
     up = upsample_depth(depth, (1, 4))
+    assert up.shape == (b, 1, 1, 4) and up.dtype == dtype
     assert torch.allclose(1.0 / up, F.interpolate(1.0 / depth, size=(1, 4), mode="bilinear", align_corners=False))
 
 
@@ -792,11 +800,12 @@ def test_forward_projection_lands_where_projection_says():
 
 # --- smoothness (always on) -------------------------------------------------------------------------------
 
+@parametrize_batch
 @parametrize_dtype
-def test_smoothness_zero_for_constant_disparity(dtype):
-    img = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(1), dtype=dtype)
-    assert smoothness_loss(torch.full((2, 1, 4, 4), 0.3, dtype=dtype), img).item() == pytest.approx(0.0, abs=1e-7)
-    ramp = torch.linspace(0.1, 1.0, 8, dtype=dtype).expand(2, 1, 8, 8)
+def test_smoothness_zero_for_constant_disparity(b, dtype):
+    img = torch.rand(b, 3, 8, 8, generator=torch.Generator().manual_seed(1), dtype=dtype)
+    assert smoothness_loss(torch.full((b, 1, 4, 4), 0.3, dtype=dtype), img).item() == pytest.approx(0.0, abs=1e-7)
+    ramp = torch.linspace(0.1, 1.0, 8, dtype=dtype).expand(b, 1, 8, 8)
     assert smoothness_loss(ramp, img).item() > 0.0
     assert smoothness_loss(3 * ramp, img).item() == pytest.approx(smoothness_loss(ramp, img).item(), rel=1e-5)
 
@@ -887,7 +896,9 @@ def _gradcheck_cases():
     ok_pairs = edge_guided_pairs(target, 6, sampling_generator("cpu", 1))
     prior = rand(1, 1, h, w, lo=4.0, hi=6.0, grad=False)
     return {
+        "ssim": (lambda x: ssim(x, target), (img,)),
         "photometric_error": (lambda x: photometric_error(x, target), (img,)),
+        "upsample_depth": (lambda d: upsample_depth(d, (h + 3, w + 5)), (rand(1, 1, h, w, lo=2.0, hi=5.0),)),
         "reprojection_min_weighted": (
             lambda a, c, wa: reprojection_loss(target, [a, c], weights=[wa, torch.ones_like(wa)]).loss,
             (img, rand(1, 3, h, w), rand(1, 1, h, w, lo=0.2, hi=0.9))),
