@@ -37,6 +37,7 @@ setup(
     packages=[
         PACKAGE,
         f"{PACKAGE}.geometry",
+        f"{PACKAGE}.msgs",
         f"{PACKAGE}.models",
         f"{PACKAGE}.synth",
         f"{PACKAGE}.runtime",

@@ -121,6 +121,9 @@ def test_wheel_contains_package_data_and_entry_points(tmp_path):
         assert any(n.endswith(f".data/data/share/{PACKAGE}/{rel}") for n in names), rel
     assert any(n.endswith(f"share/ament_index/resource_index/packages/{PACKAGE}") for n in names)
     assert "depth_sfm_training/configs/defaults.yaml" in names
+    packages = sorted(init.parent.relative_to(REPO).as_posix() for init in (REPO / PACKAGE).rglob("__init__.py"))
+    missing = [p for p in packages if f"{p}/__init__.py" not in names]
+    assert not missing, f"setup.py's packages lack {missing}"
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     text = zipfile.ZipFile(wheel).read(entry_points).decode()
     assert "depth_sfm_node = depth_sfm_ros.ros.node:main" in text and "depth-sfm = depth_sfm_ros.cli:main" in text
