@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from depth_sfm_ros.geometry import Intrinsics
+from depth_sfm_ros.msgs.image import ImageLayout
 
 T = TypeVar("T")
 
@@ -197,4 +198,4 @@ class InputFrame:
     compressed: bool
     stamp_ns: int
     received_monotonic_s: float
-    layout: Any = None
+    layout: ImageLayout | None = None
