@@ -146,9 +146,10 @@ class TrainingForward(nn.Module):
             out.source_depths = list(src_depth.chunk(len(sources), 0))
         if self.use_motion:
             with torch.set_grad_enabled(torch.is_grad_enabled() and self.train_motion):
+                depth_cur = out.depths[0].detach()  # the flow's unit: a fraction of the target pixel's depth
                 for src in sources:
-                    flow, prob = self.bundle.motion(src, target)
-                    out.flow3d.append(flow)
+                    motion_rel, prob = self.bundle.motion(src, target)
+                    out.flow3d.append(motion_rel * depth_cur)
                     out.dynamic_prob.append(prob)
             if self.explainability:
                 p = torch.cat(out.dynamic_prob, 1).clamp(1e-4, 1 - 1e-4)

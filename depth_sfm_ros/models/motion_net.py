@@ -8,11 +8,14 @@ forward(image_prev (B, 3, H, W), image_cur (B, 3, H, W)) -> (motion_field, dynam
 * ``dynamic_prob`` (B, 1, H, W) = sigmoid(mask logits) in (0, 1): probability that the pixel of
   ``image_cur`` belongs to an independently moving object. The logit bias starts at -3
   (p ~ 0.05), i.e. the scene starts out static.
-* ``motion_field`` (B, 3, H, W): residual 3D motion of each pixel of ``image_cur`` in the current
-  camera frame, in network depth units, already **gated by dynamic_prob**
-  (``motion_field = dynamic_prob * 0.01 * raw``). A trainer uses it as
-  ``p_prev = T_prev_cur @ (backproject(depth_cur) + motion_field)``: static pixels move with the
-  camera only, so a sparsity loss on ``dynamic_prob`` plus the photometric loss teaches the mask.
+* ``motion_field`` (B, 3, H, W): residual 3D motion of each pixel of ``image_cur`` in the source camera
+  frame, **relative to the pixel's depth** (unit-free: 0.05 = 5 % of the point's distance), so it means
+  the same at any monocular scale. ``motion_field = MOTION_SCALE * raw``; its head starts at zero (a
+  static scene). A trainer uses ``F = motion_field * depth_cur`` (network depth units) in
+  ``p_prev = T_prev_cur @ backproject(depth_cur) + F``; the photometric loss and a sparsity prior train it.
+  The flow is NOT gated by ``dynamic_prob``: the mask head is distilled from the flow
+  (``|motion_field| > threshold``, a label-free target; see ``depth_sfm_training.losses.flow3d``), so that the
+  node gets the mask from the two images alone.
 
 A light encoder (depthwise dilated stages, ~0.3M parameters in total) keeps it real-time.
 """
@@ -27,7 +30,7 @@ from .layers import ImageNormalize, check_divisible, check_image
 
 __all__ = ["MotionNet", "MOTION_SCALE"]
 
-MOTION_SCALE = 0.01
+MOTION_SCALE = 0.1  # motion_field per unit of the raw head output, as a fraction of depth
 MASK_BIAS_INIT = -3.0
 
 
@@ -43,6 +46,8 @@ class MotionNet(nn.Module):
                                     sigmoid=False)
         head = self.decoder.heads[0].conv
         with torch.no_grad():
+            head.weight[:3].zero_()  # no residual motion at the start: the rigid warp alone
+            head.bias[:3].zero_()
             head.bias[3].fill_(MASK_BIAS_INIT)
 
     def forward(self, image_prev: torch.Tensor, image_cur: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -53,6 +58,4 @@ class MotionNet(nn.Module):
         check_divisible(image_cur, "MotionNet input", min_size=64)
         x = self.normalize(torch.cat([image_cur, image_prev], dim=1))
         raw = self.decoder(self.encoder(x), all_scales=False)[0]  # (B, 4, H, W)
-        dynamic_prob = torch.sigmoid(raw[:, 3:4])
-        motion_field = dynamic_prob * (MOTION_SCALE * raw[:, :3])
-        return motion_field, dynamic_prob
+        return MOTION_SCALE * raw[:, :3], torch.sigmoid(raw[:, 3:4])

@@ -16,9 +16,10 @@ predicted depth) in the source camera frame, which corrects the rigid (ego-motio
 * :func:`dynamic_prob_loss`: binary cross-entropy of the predicted ``dynamic_prob`` against teacher
   masks when given, otherwise against :func:`dynamic_flow_target`, ``|F| > rel_threshold * depth``
   from the (detached) residual flow and depth: flow and depth are both in network depth units, so
-  the target is the same at any monocular scale. (The motion net gates its flow by its own
-  probability, ``F = p * 0.01 * raw``, so this target still depends on p: a known limitation of the
-  self-supervised mask, not addressed here.)
+  the target is the same at any monocular scale. The motion net predicts its flow relative to the depth
+  and does not gate it by its own probability (``depth_sfm_ros.models.motion_net``), so the target comes
+  from what the photometric loss and the sparsity prior made of the flow alone: a label-free teacher for the
+  mask head.
 
 Seed 000 gives no weights for these terms; the defaults in ``LossConfig`` are our choice.
 """
