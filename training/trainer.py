@@ -29,7 +29,7 @@ import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -168,12 +168,14 @@ def dataset_config_from(config: dict[str, Any], split: str) -> dict[str, Any] | 
 @dataclass
 class TrainResult:
     """What :meth:`Trainer.fit` returns: the step reached, per-step total losses of THIS run (a resumed
-    run holds only the steps it ran), the last validation metrics and the last checkpoint path."""
+    run holds only the steps it ran), the last validation metrics, the last checkpoint path, and whether
+    ``fit``'s ``on_step`` hook stopped the run before ``train.max_steps`` / ``train.epochs``."""
 
     step: int
     losses: list[float] = field(default_factory=list)
     val_metrics: dict[str, Any] = field(default_factory=dict)
     last_checkpoint: Path | None = None
+    stopped_early: bool = False
 
 
 # ----------------------------------------------------------------------------------------- trainer
@@ -435,8 +437,14 @@ class Trainer:
         if unit == "step" or (unit == "epoch" and epoch_done):
             self.scheduler.step()
 
-    def fit(self) -> TrainResult:
-        """Train until ``train.max_steps`` (or ``train.epochs``); returns a :class:`TrainResult`."""
+    def fit(self, on_step: Callable[[int, dict[str, float]], bool] | None = None) -> TrainResult:
+        """Train until ``train.max_steps`` (or ``train.epochs``); returns a :class:`TrainResult`.
+
+        ``on_step(step, losses)`` (optional) is called on the main process after every optimiser step; returning
+        True stops the run cleanly after that step, which is then handled as the last one (validation and final
+        checkpoint as at ``max_steps``). ``depth-sfm adapt`` uses it for its time budget and progress line. With
+        several processes rank 0's answer is broadcast, so every rank stops at the same step.
+        """
         cfg_log = self.config["log"]
         out_dir = broadcast_object(str(self.out_dir) if self.out_dir else None, self.dist)
         ckpt_dir = Path(out_dir) / "checkpoints" if out_dir else None
@@ -474,7 +482,13 @@ class Trainer:
                         metrics_file.flush()
                 if self.is_main and cfg_log["image_log_every"] and self.step % cfg_log["image_log_every"] == 0:
                     self.logger.images(training_images(outputs, loss_inputs), self.step)
-                final = self.step >= self.total_steps
+                stop = False
+                if on_step is not None:
+                    stop = bool(on_step(self.step, values)) if self.is_main else False
+                    if self.dist.enabled:
+                        stop = bool(broadcast_object(stop, self.dist))
+                result.stopped_early = stop and self.step < self.total_steps
+                final = self.step >= self.total_steps or stop
                 if (cfg_log["val_every"] and self.step % cfg_log["val_every"] == 0) or \
                         (not cfg_log["val_every"] and epoch_done) or final:
                     metrics = self.validate()
@@ -494,6 +508,8 @@ class Trainer:
                         result.last_checkpoint = ckpt_dir / "last.pt"
                         log.debug("checkpoint %s", path)
                     barrier(self.dist)
+                if stop:
+                    break
             self._sync_buffers()
         finally:
             progress.close()
