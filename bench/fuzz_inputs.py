@@ -11,11 +11,13 @@ Properties (``PROPERTIES``):
   ros_image_decode       depth_sfm_ros.msgs.image_msg_to_numpy on real sensor_msgs/Image (rclpy)
                          messages with random sizes, steps, encodings, endianness, data lengths
   ros_image_encode       msgs.rclpy_msgs.numpy_to_image_msg -> image_msg_to_numpy round trip, random arrays
-  ros_camera_info        msgs.camera_info_to_intrinsics (the node's, from K), K with NaN/Inf/0/negative/skew, sizes
+  ros_camera_info        the node's CameraInfo path (msgs.camera_info_to_model -> geometry.camera_model.resolve_input of
+                         a raw topic) on rclpy messages, K with NaN/Inf/0/negative/skew, sizes
   ros_compressed         msgs.compressed_msg_to_numpy on PNG/JPEG bytes, truncated or garbage
   bag_image_decode       the same decoder (depth_sfm_ros.bag.rosbags_io.msg_to_image) on rosbags Image messages
   bag_image_encode       msgs.rosbags_msgs.image_to_msg -> msg_to_image round trip, random arrays
-  bag_camera_info        msgs.camera_info_to_rectified_intrinsics (the bag tools', from P), P / K with
+  bag_camera_info        the same camera policy on rosbags messages (bag tools): a rectified topic takes P (K when
+                         P is unset), a raw one K or, with distortion, an undistorted pinhole camera; P / K / D with
                          NaN/Inf/0/negative entries
   pipeline_input         Pipeline.process (tiny ONNX model, ONNX Runtime): random image shapes,
                          dtypes, encodings, strides, intrinsics (NaN/Inf, fx <= 0, wrong size), stamps
@@ -212,11 +214,17 @@ def check_ros_camera_info(case: tuple[list[float], int, int]) -> str:
 
     from depth_sfm_ros import msgs
 
+    from depth_sfm_ros.geometry.camera_model import resolve_input
+
     K, width, height = case
     msg = CameraInfo(width=width, height=height, k=[float(v) for v in K])
+
+    def node_intrinsics():  # what FramePolicy does with a CameraInfo of a raw (image_raw) topic
+        return resolve_input(msgs.camera_info_to_model(msg), rectified=False).intrinsics
+
     if not k_is_valid(K, width, height):
-        return expect_clear_error(lambda: msgs.camera_info_to_intrinsics(msg), f"CameraInfo K={K}")
-    got = msgs.camera_info_to_intrinsics(msg)
+        return expect_clear_error(node_intrinsics, f"CameraInfo K={K}")
+    got = node_intrinsics()
     if (got.fx, got.fy, got.cx, got.cy, got.width, got.height) != (K[0], K[4], K[2], K[5], width, height):
         raise Violation(f"CameraInfo K={K} {width}x{height} gave {got}")
     return "accepted"
@@ -331,14 +339,34 @@ def check_bag_camera_info(case: tuple[list[float], list[float], list[float], int
         p=np.asarray(P, dtype=np.float64), binning_x=0, binning_y=0,
         roi=rosbags_io._types()["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0,
                                                                       do_rectify=False))
+    from depth_sfm_ros.geometry.camera_model import resolve_input
+
     p_used = any(v != 0 for v in P)
-    distorted_without_p = any(abs(v) > 1e-12 for v in D) and not p_used
-    if distorted_without_p or not k_is_valid(K, width, height):
-        return expect_clear_error(lambda: rosbags_io.msg_to_intrinsics(msg), f"bag CameraInfo K={K} D={D}")
-    got = rosbags_io.msg_to_intrinsics(msg)
-    if (got.fx, got.fy, got.cx, got.cy, got.width, got.height) != (K[0], K[4], K[2], K[5], width, height):
-        raise Violation(f"bag CameraInfo K={K} gave {got}")
-    return "accepted"
+    distorted = any(v != 0 for v in D)
+    if not k_is_valid(K, width, height):
+        return expect_clear_error(lambda: resolve_input(rosbags_io.msg_to_camera_model(msg), rectified=True),
+                                  f"bag CameraInfo K={K} D={D}")
+    model = rosbags_io.msg_to_camera_model(msg)
+    expected = (K[0], K[4], K[2], K[5], width, height)  # P, when set, is [K | 0] here
+    got = resolve_input(model, rectified=True).intrinsics  # image_rect: P (K when unset), no remap
+    if (got.fx, got.fy, got.cx, got.cy, got.width, got.height) != expected:
+        raise Violation(f"bag CameraInfo K={K} P={P} (rectified) gave {got}")
+    if not distorted or p_used:  # raw: K without distortion; undistorted into P's geometry with it
+        raw = resolve_input(model, rectified=False)
+        got = raw.intrinsics
+        if (got.fx, got.fy, got.cx, got.cy, got.width, got.height) != expected or raw.remaps != distorted:
+            raise Violation(f"bag CameraInfo K={K} P={P} D={D} (raw) gave {got}, remaps {raw.remaps}")
+        return "accepted"
+    try:  # raw, distorted, P unset: OpenCV's optimal camera matrix, or a clear error for absurd coefficients
+        raw = resolve_input(model, rectified=False)
+    except ValueError as exc:
+        if not str(exc).strip():
+            raise Violation(f"bag CameraInfo K={K} D={D}: ValueError without a message") from exc
+        return "rejected_distortion"
+    i = raw.intrinsics
+    if not (raw.remaps and i.fx > 0 and i.fy > 0 and (i.width, i.height) == (width, height)):
+        raise Violation(f"bag CameraInfo K={K} D={D} (raw, P unset) gave {raw}")
+    return "accepted_undistorted"
 
 
 # --- the Pipeline -------------------------------------------------------------------------------

@@ -92,7 +92,10 @@ def test_metrics_match_a_direct_computation(tmp_path: Path, cfg, seq, synth_bag:
                                  "first_frames": 1}
     speed = metrics["speed"]
     assert speed["fps"] > 0 and 0 < speed["latency_ms_p50"] <= speed["latency_ms_p99"]
-    assert metrics["notes"] == [] and "bag_error" not in metrics
+    # the one note: the camera policy's decision (a raw topic without distortion: K, no undistortion)
+    assert len(metrics["notes"]) == 1 and "bag_error" not in metrics
+    assert metrics["notes"][0].startswith("camera: raw input") and "intrinsics from K" in metrics["notes"][0]
+    assert metrics["source"]["camera"] == [metrics["notes"][0][len("camera: "):]]
 
     for name in ("report.md", "report.html", "trajectory.png", "errors.png", "strip.png"):
         assert (out / name).stat().st_size > 0, name
@@ -255,7 +258,7 @@ def test_intrinsics_parameter_reaches_the_pipeline(tmp_path: Path, cfg, seq):
     assert any("/camera/camera_info" in n for n in metrics["notes"])
     frames = list(BagFrameReader(tmp_path / "out" / "output_bag",
                                  topic_selection("/camera/image_raw", "/camera/camera_info")))
-    assert [f.intrinsics for f in frames] == [K] * len(seq)
+    assert [f.camera.intrinsics_K() for f in frames] == [K] * len(seq) and not frames[0].camera.has_distortion
     with pytest.raises(ValueError, match="fx, fy, cx, cy"):
         evaluate_bag(bag, tmp_path / "o2", pipeline_config=cfg, intrinsics=(1.0, 2.0))
 

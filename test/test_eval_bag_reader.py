@@ -36,7 +36,7 @@ def test_frames_carry_the_ground_truth_of_their_stamp(tmp_path: Path, seq, stora
         assert frame.encoding == ("bgr8" if compressed else "rgb8") and frame.image.shape == truth.image_rgb.shape
         rgb = frame.image[:, :, ::-1] if compressed else frame.image
         np.testing.assert_array_equal(rgb, truth.image_rgb)  # PNG is lossless
-        assert frame.intrinsics == seq.intrinsics
+        assert frame.camera.intrinsics_K() == seq.intrinsics and not frame.camera.has_distortion
         sky = np.isnan(truth.depth_m) | (truth.depth_m > 65.535)
         np.testing.assert_array_equal(np.isnan(frame.gt_depth_m)[~sky], False)
         np.testing.assert_allclose(frame.gt_depth_m[~sky], truth.depth_m[~sky], atol=depth_tol)
@@ -64,7 +64,7 @@ def test_pairing_uses_header_stamps_not_receive_time(tmp_path: Path, seq):
             assert frame.gt_depth_m is None
         else:
             np.testing.assert_array_equal(frame.gt_depth_m, truth.depth_m)
-    assert all(f.intrinsics is None and f.gt_T_world_cam is None for f in frames)
+    assert all(f.camera is None and f.gt_T_world_cam is None for f in frames)
 
 
 def test_start_duration_every_select_frames(tmp_path: Path, seq):
@@ -104,7 +104,7 @@ def test_missing_optional_topics_are_recorded(tmp_path: Path, seq):
     frames = list(reader)
     assert reader.missing == {"camera_info": "/camera/camera_info", "gt_mask": "/gt/dynamic_mask",
                               "gt_pose": "/gt/odom"}
-    assert all(f.gt_depth_m is not None and f.gt_dynamic_mask is None and f.intrinsics is None for f in frames)
+    assert all(f.gt_depth_m is not None and f.gt_dynamic_mask is None and f.camera is None for f in frames)
 
 
 def test_truncated_mcap_yields_the_intact_frames_and_says_where_it_stopped(tmp_path: Path):
@@ -172,4 +172,4 @@ def test_camera_info_sent_once_stays_in_use(tmp_path: Path, seq):
                       frame.stamp_ns)
     reader = BagFrameReader(path, topic_selection("/camera/image_raw", camera_info="/camera/camera_info"),
                             lookahead_s=0.05)  # old stamps are pruned after every frame
-    assert [f.intrinsics for f in reader] == [seq.intrinsics] * len(seq)
+    assert [f.camera.intrinsics_K() for f in reader] == [seq.intrinsics] * len(seq)

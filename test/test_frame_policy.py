@@ -1,5 +1,6 @@
 """The node's per-frame policy without ROS (ros/frame_policy.py): image checks in the callback, the mailbox,
-CameraInfo wait and fallback, the external speed, odometry twist and covariance over dt, the node's stage
+CameraInfo wait and fallback, real camera models (undistortion of raw distorted cameras, P of rectified
+topics, unsupported models), the external speed, odometry twist and covariance over dt, the node's stage
 times and the counters. Messages are plain namespaces with the sensor_msgs fields (what the duck-typed
 message layer reads); the Pipeline is the real one over a stub backend (no networks, no torch, no rclpy)."""
 from __future__ import annotations
@@ -10,7 +11,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from depth_sfm_ros import msgs
 from depth_sfm_ros.geometry import Intrinsics, Pose, twist_in_current_frame
+from depth_sfm_ros.geometry.camera_model import CameraModel, map_cache_info, resolve_input
 from depth_sfm_ros.ros import params
 from depth_sfm_ros.ros.frame_policy import FramePolicy, odometry_twist
 from depth_sfm_ros.runtime.backends import Backend, BackendOutput
@@ -46,15 +49,28 @@ def _params(**overrides) -> params.NodeParams:
     return params.validate(values, check_model_files=False)
 
 
-def _policy(**overrides) -> tuple[FramePolicy, list[tuple[str, str]]]:
+class RecordingPipeline(Pipeline):
+    """The real Pipeline, keeping a copy of what each call was given (image, intrinsics)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.calls: list[tuple[np.ndarray, Intrinsics | None]] = []
+
+    def process(self, image, encoding, stamp_s, intrinsics=None, **kwargs):
+        self.calls.append((np.array(image, copy=True), intrinsics))
+        return super().process(image, encoding, stamp_s, intrinsics, **kwargs)
+
+
+def _policy(image_topic: str = "/cam/image_raw", **overrides) -> tuple[FramePolicy, list[tuple[str, str]]]:
     p = _params(**overrides)
     config = PipelineConfig(scale_mode=p.scale_mode, fixed_scale=p.fixed_scale, min_depth_m=0.1, max_depth_m=80.0,
                             motion_gate=MotionGateConfig(enabled=False))
     lines: list[tuple[str, str]] = []
     logger = SimpleNamespace(info=lambda text: lines.append(("info", text)),
                              warning=lambda text: lines.append(("warning", text)))
-    return FramePolicy(p, Pipeline(config, backend=StubBackend()), logger, camera_info_topic="/cam/camera_info",
-                       external_odometry_topic="/wheel/odom"), lines
+    return FramePolicy(p, RecordingPipeline(config, backend=StubBackend()), logger,
+                       camera_info_topic="/cam/camera_info", external_odometry_topic="/wheel/odom",
+                       image_topic=image_topic), lines
 
 
 def _header(stamp_ns: int, frame_id: str = "cam") -> SimpleNamespace:
@@ -234,3 +250,128 @@ def test_a_python_logger_works_as_the_node_logger(caplog):
     with caplog.at_level(logging.INFO, logger="test_frame_policy"):
         assert not policy.offer(_image(1, encoding="yuv422"), False)
     assert "unsupported image encoding 'yuv422'" in caplog.text
+
+
+# --- real camera models (geometry.camera_model through the node's frame path) ----------------------------------
+P_RECT = [[52.0, 0.0, 46.0, 0.0], [0.0, 53.0, 24.5, 0.0], [0.0, 0.0, 1.0, 0.0]]  # image_proc's rectified camera
+RAW_CAMERAS = {  # distortion model -> (D, P): a raw driver's calibration of the CAM_W x CAM_H camera
+    "plumb_bob": ([-0.28, 0.09, 0.002, -0.0015, -0.01], P_RECT),
+    "equidistant": ([0.08, -0.02, 0.004, -0.001], P_RECT),
+    "equidistant_no_p": ([0.08, -0.02, 0.004, -0.001], None),
+}
+
+
+def _raw_camera(name: str, width: int = CAM_W, height: int = CAM_H) -> CameraModel:
+    D, P = RAW_CAMERAS[name]
+    K = [[60.0, 0.0, 47.2], [0.0, 61.0, 23.8], [0.0, 0.0, 1.0]]
+    model = CameraModel.from_fields(CAM_W, CAM_H, K, D, name.replace("_no_p", ""), P=P, frame_id="cam")
+    return model if (width, height) == model.size else model.scaled(width, height)
+
+
+def _model_info(stamp_ns: int, model: CameraModel) -> SimpleNamespace:
+    """A CameraInfo carrying ``model`` as a camera driver publishes it (ROS 2 field names)."""
+    return SimpleNamespace(header=_header(stamp_ns), **msgs.camera_model_fields(model))
+
+
+def _pixels(msg) -> np.ndarray:
+    return np.frombuffer(msg.data, np.uint8).reshape(msg.height, msg.width, 3)
+
+
+@pytest.mark.parametrize("name", sorted(RAW_CAMERAS))
+def test_a_raw_distorted_camera_is_undistorted_and_depth_published_in_the_rectified_geometry(name):
+    """image_raw + a CameraInfo with D != 0: the Pipeline gets exactly resolve_input(...).prepare(raw) and the
+    rectified intrinsics (P, or OpenCV's optimal matrix when P is unset), the frame output carries that image
+    (point colours), and ~/depth/camera_info is D = 0, R = I, K = the rectified camera at the depth size."""
+    model = _raw_camera(name)
+    expected = resolve_input(model, rectified=False)
+    policy, lines = _policy()
+    builds_before = map_cache_info()["builds"]
+    policy.add_camera_info(_model_info(1_000_000_000, model))
+    msg = _image(1_000_000_000)
+    output = _run(policy, msg)
+    image, intrinsics = policy.pipeline.calls[0]
+    assert expected.remaps and np.array_equal(image, expected.prepare(_pixels(msg)))
+    assert not np.array_equal(image, _pixels(msg))
+    assert intrinsics == expected.intrinsics
+    if RAW_CAMERAS[name][1] is not None:
+        np.testing.assert_array_equal(intrinsics.K, np.array(P_RECT)[:, :3])
+    else:
+        assert intrinsics != model.intrinsics_K()
+    np.testing.assert_array_equal(output.image, image)
+    assert output.result.intrinsics == expected.intrinsics.scaled(NET_W, NET_H)
+    info = msgs.camera_info_fields(output.result.intrinsics)  # what the node publishes as ~/depth/camera_info
+    assert (info["width"], info["height"]) == (NET_W, NET_H) and not np.any(info["d"])
+    np.testing.assert_array_equal(info["r"], np.eye(3).ravel())
+    np.testing.assert_allclose(info["k"].reshape(3, 3), expected.intrinsics.scaled(NET_W, NET_H).K)
+    np.testing.assert_array_equal(info["p"].reshape(3, 4)[:, :3], info["k"].reshape(3, 3))
+    # the next frame: same calibration, no new decision, no new remap tables
+    policy.add_camera_info(_model_info(1_100_000_000, model))
+    second = _run(policy, _image(1_100_000_000, seed=1))
+    assert second.result.intrinsics == output.result.intrinsics
+    assert map_cache_info()["builds"] - builds_before <= 1
+    decisions = [text for _, text in lines if "undistorting every image" in text]
+    assert len(decisions) == 1 and "camera 'cam' (/cam/camera_info)" in decisions[0]
+    values = _values(policy)
+    assert values["frames_processed"] == "2" and float(values["timing_ms.node_undistort"]) >= 0.0
+
+
+def test_a_full_size_distorted_camera_info_is_scaled_to_a_binned_image():
+    full = _raw_camera("plumb_bob", 2 * CAM_W, 2 * CAM_H)
+    policy, _ = _policy()
+    policy.add_camera_info(_model_info(1_000_000_000, full))
+    msg = _image(1_000_000_000)
+    _run(policy, msg)
+    expected = resolve_input(full.scaled(CAM_W, CAM_H), rectified=False)
+    image, intrinsics = policy.pipeline.calls[0]
+    assert intrinsics == expected.intrinsics and np.array_equal(image, expected.prepare(_pixels(msg)))
+
+
+def test_a_rectified_topic_uses_p_without_remapping_and_camera_input_overrides_the_name():
+    model = _raw_camera("plumb_bob")
+    rect, _ = _policy(image_topic="/cam/image_rect")
+    rect.add_camera_info(_model_info(1_000_000_000, model))
+    msg = _image(1_000_000_000)
+    _run(rect, msg)
+    image, intrinsics = rect.pipeline.calls[0]
+    assert np.array_equal(image, _pixels(msg)) and intrinsics == model.intrinsics_P()
+    # the parameter wins over the topic's name, both ways
+    forced_rect, _ = _policy(image_topic="/cam/image_raw", camera_input="rectified")
+    forced_raw, _ = _policy(image_topic="/cam/image_rect_color", camera_input="raw")
+    for policy in (forced_rect, forced_raw):
+        policy.add_camera_info(_model_info(1_000_000_000, model))
+        _run(policy, _image(1_000_000_000))
+    assert forced_rect.pipeline.calls[0][1] == model.intrinsics_P()
+    assert not np.array_equal(forced_raw.pipeline.calls[0][0], _pixels(msg))
+    assert forced_raw.pipeline.calls[0][1] == resolve_input(model, rectified=False).intrinsics
+    # a camera whose P is unset on a rectified topic: K, and the log line says so
+    no_p = CameraModel.from_fields(CAM_W, CAM_H, K_CAM.K, [-0.2, 0.0, 0.0, 0.0, 0.0], "plumb_bob")
+    policy, lines = _policy(image_topic="/cam/image_rect")
+    policy.add_camera_info(_model_info(1_000_000_000, no_p))
+    _run(policy, _image(1_000_000_000))
+    assert policy.pipeline.calls[0][1] == K_CAM
+    assert any("P is unset" in text for _, text in lines)
+
+
+def test_an_unsupported_distortion_model_publishes_no_depth_and_the_node_goes_on():
+    fov = CameraModel.from_fields(CAM_W, CAM_H, K_CAM.K, [0.9], "fov", P=P_RECT, frame_id="cam")
+    policy, lines = _policy(log_throttle_s=60.0)
+    for i in range(3):
+        policy.add_camera_info(_model_info(1_000_000_000 + i * 100_000_000, fov))
+        assert _run(policy, _image(1_000_000_000 + i * 100_000_000)) is None
+    values = _values(policy)
+    assert values["bad_input.unsupported_camera_model"] == "3" and values["frames_processed"] == "0"
+    assert policy.pipeline.calls == []  # never silently K (or anything else)
+    warnings = [text for kind, text in lines if kind == "warning"]
+    assert len(warnings) == 1 and "'fov' is not supported" in warnings[0] and "image_rect" in warnings[0]
+    # a supported calibration (re-calibrated camera): depth again
+    policy.add_camera_info(_model_info(1_300_000_000, _raw_camera("plumb_bob")))
+    assert _run(policy, _image(1_300_000_000)) is not None
+    # the same unsupported camera's rectified images are fine: P, no model needed
+    rect, _ = _policy(image_topic="/cam/image_rect")
+    rect.add_camera_info(_model_info(1_000_000_000, fov))
+    assert _run(rect, _image(1_000_000_000)) is not None and rect.pipeline.calls[0][1] == fov.intrinsics_P()
+    # a calibration that cannot be a camera (equidistant needs 4 coefficients) is a bad CameraInfo
+    bad = _model_info(1_400_000_000, _raw_camera("plumb_bob"))
+    bad.distortion_model = "equidistant"
+    policy.add_camera_info(bad)
+    assert _values(policy)["bad_input.bad_camera_info"] == "1"

@@ -145,7 +145,7 @@ def test_rclpy_and_rosbags_messages_decode_alike():
     info = deserialize(bytes(store.serialize_cdr(rosbags_msgs.camera_info_to_msg(
         Intrinsics(fx=50.0, fy=51.0, cx=4.0, cy=2.5, width=9, height=6), 5, "cam"), rosbags_msgs.MSG_CAMERA_INFO)),
         sensor_msgs.CameraInfo)
-    assert msgs.decode_camera_info(info).stamp_ns == 5 and msgs.camera_info_to_intrinsics(info).fy == 51.0
+    assert msgs.decode_camera_info(info).stamp_ns == 5 and msgs.camera_info_to_model(info).K[1, 1] == 51.0
 
 
 # --- CompressedImage --------------------------------------------------------------------------
@@ -173,23 +173,27 @@ def test_compressed_round_trip_and_errors():
 K_CAM = Intrinsics(fx=250.0, fy=251.0, cx=159.5, cy=47.25, width=320, height=96)
 
 
-def test_camera_info_fields_and_the_two_rules():
+def test_camera_info_fields_and_the_camera_model():
     msg = rosbags_msgs.camera_info_to_msg(K_CAM, 1_700_000_000_123_456_789, "cam_optical")
     info = msgs.decode_camera_info(msg)
     assert (info.width, info.height, info.distortion_model, info.frame_id) == (320, 96, "plumb_bob", "cam_optical")
     assert info.stamp_ns == 1_700_000_000_123_456_789
     assert info.K.shape == (3, 3) and info.P.shape == (3, 4) and info.R.shape == (3, 3) and info.D.shape == (5,)
     np.testing.assert_array_equal(info.K, K_CAM.K)
-    assert msgs.intrinsics_from_k(info) == K_CAM == msgs.intrinsics_from_p(info)
-    # a rectified camera whose P differs from K: the node takes K, the bag tools P (as before)
+    model = msgs.camera_info_to_model(msg)
+    assert model.intrinsics_K() == K_CAM == model.intrinsics_P() and model.frame_id == "cam_optical"
+    # a raw driver's calibration (P != K, D != 0) is carried whole: which matrix applies is the camera policy's
     P = np.zeros((3, 4))
-    P[:, :3] = K_CAM.scaled(320, 96).K * [[0.9], [0.9], [1.0]]
+    P[:, :3] = K_CAM.K * [[0.9], [0.9], [1.0]]
     distorted = SimpleNamespace(**{**msg.__dict__, "p": P.ravel(), "d": np.array([-0.1, 0.01, 0, 0, 0])})
-    assert msgs.camera_info_to_intrinsics(distorted) == K_CAM
-    assert msgs.camera_info_to_rectified_intrinsics(distorted).fx == pytest.approx(0.9 * K_CAM.fx)
-    no_p = SimpleNamespace(**{**distorted.__dict__, "p": np.zeros(12)})
-    with pytest.raises(ValueError, match="rectify"):
-        msgs.camera_info_to_rectified_intrinsics(no_p)
+    model = msgs.camera_info_to_model(distorted)
+    assert model.has_distortion and model.intrinsics_K() == K_CAM
+    assert model.intrinsics_P().fx == pytest.approx(0.9 * K_CAM.fx)
+    # written back whole (a camera driver's CameraInfo), it reads as the same model
+    again = msgs.camera_info_to_model(rosbags_msgs.camera_model_to_msg(model, 7, "cam_optical"))
+    assert again == model
+    fields = msgs.camera_model_fields(model)
+    assert fields["d"].tolist() == [-0.1, 0.01, 0, 0, 0] and fields["p"].reshape(3, 4)[0, 0] == pytest.approx(0.9 * 250)
 
 
 def test_camera_info_ros1_field_names_and_bad_values():
@@ -198,17 +202,37 @@ def test_camera_info_ros1_field_names_and_bad_values():
                            header=SimpleNamespace(stamp=SimpleNamespace(sec=3, nanosec=4), frame_id="cam"))
     info = msgs.decode_camera_info(ros1)
     assert info.stamp_ns == 3_000_000_004 and info.D.size == 0
-    assert msgs.intrinsics_from_p(info) == K_CAM  # P unset: K
+    model = msgs.camera_info_to_model(ros1)
+    assert model.P is None and model.intrinsics_K() == K_CAM  # P unset
     with pytest.raises(ValueError, match="K / P"):
         msgs.decode_camera_info(SimpleNamespace(width=1, height=1))
     zeros = SimpleNamespace(width=320, height=96, k=np.zeros(9), p=np.zeros(12))
-    with pytest.raises(ValueError, match="camera matrix"):
-        msgs.camera_info_to_intrinsics(zeros)
+    with pytest.raises(ValueError, match="focal lengths"):
+        msgs.camera_info_to_model(zeros)
     with pytest.raises(ValueError, match="size"):
-        msgs.camera_info_to_intrinsics(SimpleNamespace(width=0, height=96, k=K_CAM.K.ravel(), p=np.zeros(12)))
+        msgs.camera_info_to_model(SimpleNamespace(width=0, height=96, k=K_CAM.K.ravel(), p=np.zeros(12)))
     nan_p = SimpleNamespace(width=320, height=96, k=K_CAM.K.ravel(), p=np.full(12, np.nan))
     with pytest.raises(ValueError, match="NaN"):
-        msgs.camera_info_to_rectified_intrinsics(nan_p)
+        msgs.camera_info_to_model(nan_p)
+
+
+@pytest.mark.parametrize("encoding", ["rgb8", "bgr8", "rgba8", "bgra8", "mono8", "8UC1", "mono16", "16UC1"])
+def test_image_to_rgb8_is_the_runtime_conversion(encoding):
+    """The one 8-bit RGB conversion (pictures, point colours, the training frame caches) agrees with the
+    runtime's [0, 1] scaling of the same image, 16-bit values rounded."""
+    from depth_sfm_ros.msgs.encodings import IMAGE_ENCODINGS
+    from depth_sfm_ros.runtime.image_io import to_rgb_float
+
+    dtype, channels = IMAGE_ENCODINGS[encoding]
+    shape = (3, 5) if channels == 1 else (3, 5, channels)
+    image = RNG.integers(0, np.iinfo(dtype).max, shape, endpoint=True).astype(dtype)
+    rgb = msgs.image_to_rgb8(image, encoding)
+    assert rgb.shape == (3, 5, 3) and rgb.dtype == np.uint8
+    np.testing.assert_array_equal(rgb, np.round(to_rgb_float(image, encoding).astype(np.float64) * 255))
+    if encoding == "rgb8":
+        assert rgb is image  # no copy
+    with pytest.raises(ValueError, match="unsupported image encoding"):
+        msgs.image_to_rgb8(np.zeros((3, 5), np.float32), "32FC1")
 
 
 # --- stamps, odometry, point clouds -------------------------------------------------------------

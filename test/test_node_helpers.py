@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from depth_sfm_ros.geometry import Intrinsics, Pose, backproject_np
+from depth_sfm_ros.geometry.camera_model import CameraModel
 from depth_sfm_ros.ros import outputs
 from depth_sfm_ros.ros.diagnostics import BAD_INPUT_KINDS, LogThrottle, NodeStats, RateMeter
 from depth_sfm_ros.ros.sync import CameraInfoCache, LatestSlot
@@ -29,25 +30,30 @@ def test_latest_slot_keeps_only_the_newest():
     assert slot.take(None) is None and slot.put(3) is False
 
 
+def _camera(fx: float, fy: float = 100.0) -> CameraModel:
+    """A pinhole 20 x 10 camera model (what the CameraInfo cache holds)."""
+    return CameraModel.from_intrinsics(Intrinsics(fx=fx, fy=fy, cx=10.0, cy=5.0, width=20, height=10))
+
+
 def test_camera_info_cache_matches_by_stamp():
     cache = CameraInfoCache(capacity=3)
     assert cache.lookup(0, 0.01).status == "none"
     assert not cache.received
-    Ks = [Intrinsics(fx=100.0 + i, fy=100.0, cx=10.0, cy=5.0, width=20, height=10) for i in range(4)]
+    Ks = [_camera(fx=100.0 + i) for i in range(4)]
     for i, K in enumerate(Ks):
         cache.add(i * 100_000_000, K)  # 0.0, 0.1, 0.2, 0.3 s; the first falls out (capacity 3)
     assert cache.received
     match = cache.lookup(200_001_000, 0.005)
-    assert match.status == "synced" and match.intrinsics is Ks[2]
+    assert match.status == "synced" and match.camera is Ks[2]
     match = cache.lookup(260_000_000, 0.005)
-    assert match.status == "unsynced" and match.intrinsics is Ks[3]
+    assert match.status == "unsynced" and match.camera is Ks[3]
     assert match.offset_s == pytest.approx(0.04)
     assert cache.lookup(0, 0.001).status == "unsynced"
 
 
 def test_camera_info_cache_waits_for_a_late_camera_info():
     cache = CameraInfoCache()
-    K = Intrinsics(fx=100.0, fy=100.0, cx=10.0, cy=5.0, width=20, height=10)
+    K = _camera(fx=100.0)
     cache.add(0, K)
     timer = threading.Timer(0.05, cache.add, args=(500_000_000, K))
     timer.start()
@@ -61,7 +67,7 @@ def test_camera_info_cache_waits_for_a_late_camera_info():
 
 def test_camera_info_cache_does_not_wait_when_the_camera_is_fixed():
     cache = CameraInfoCache(capacity=4)  # fewer than CONSTANT_AFTER: a full cache is enough
-    K = Intrinsics(fx=100.0, fy=100.0, cx=10.0, cy=5.0, width=20, height=10)
+    K = _camera(fx=100.0)
     for i in range(3):
         cache.add(i * 100_000_000, K)
     t0 = time.monotonic()  # not full yet: the stream has not shown it is constant, so it waits
@@ -70,14 +76,14 @@ def test_camera_info_cache_does_not_wait_when_the_camera_is_fixed():
     cache.add(300_000_000, K)
     t0 = time.monotonic()  # full of one camera: the newest at once, whatever its own CameraInfo would say
     match = cache.lookup(400_000_000, 0.001, wait_s=5.0)
-    assert match.status == "constant" and match.intrinsics is K and time.monotonic() - t0 < 0.05
+    assert match.status == "constant" and match.camera is K and time.monotonic() - t0 < 0.05
     assert match.offset_s == pytest.approx(0.1)
     assert cache.lookup(300_000_000, 0.001, wait_s=5.0).status == "synced"  # a match still wins
-    zoomed = Intrinsics(fx=150.0, fy=150.0, cx=10.0, cy=5.0, width=20, height=10)
-    cache.add(400_000_000, zoomed)  # intrinsics changing: wait for the matching one again
+    zoomed = _camera(fx=150.0, fy=150.0)
+    cache.add(400_000_000, zoomed)  # calibration changing: wait for the matching one again
     t0 = time.monotonic()
     match = cache.lookup(500_000_000, 0.001, wait_s=0.1)
-    assert match.status == "unsynced" and match.intrinsics is zoomed and time.monotonic() - t0 >= 0.09
+    assert match.status == "unsynced" and match.camera is zoomed and time.monotonic() - t0 >= 0.09
 
 
 def test_node_stats_counters_rates_and_levels():

@@ -43,6 +43,8 @@ def test_every_parameter_is_described_with_a_range_or_choices():
     ("backend", "tensorflow", "one of"),
     ("scale_mode", "metric", "one of"),
     ("image_transport", "theora", "one of"),
+    ("camera_input", "undistorted", "one of"),
+    ("undistort_alpha", 1.5, "outside"),
     ("camera_height_m", -1.0, "outside"),
     ("camera_height_m", math.nan, "finite"),
     ("points_decimation", 0, "outside"),

@@ -141,12 +141,22 @@ def test_camera_info_round_trip_and_validation():
     assert (msg.width, msg.height, msg.header.frame_id) == (320, 96, "cam")
     np.testing.assert_allclose(np.reshape(msg.p, (3, 4))[:, :3], K.K)
     assert len(msg.d) == 5 and not any(msg.d)
-    assert msgs.camera_info_to_intrinsics(msg) == K
-    with pytest.raises(ValueError, match="camera matrix"):
-        msgs.camera_info_to_intrinsics(CameraInfo(width=320, height=96))  # K all zeros
+    assert msgs.camera_info_to_model(msg).intrinsics_K() == K
+    assert list(msg.r) == np.eye(3).ravel().tolist() and msg.distortion_model == "plumb_bob"
+    with pytest.raises(ValueError, match="focal lengths"):
+        msgs.camera_info_to_model(CameraInfo(width=320, height=96))  # K all zeros
+    # a raw driver's whole calibration goes into the message and back
+    from depth_sfm_ros.geometry.camera_model import CameraModel
+
+    raw = CameraModel.from_fields(320, 96, K.K, [0.1, -0.02, 0.001, 0.0], "equidistant",
+                                  P=np.hstack([K.K * [[0.8], [0.8], [1.0]], np.zeros((3, 1))]))
+    raw_msg = rclpy_msgs.camera_model_to_camera_info(raw, header)
+    assert raw_msg.distortion_model == "equidistant" and list(raw_msg.d) == [0.1, -0.02, 0.001, 0.0]
+    assert msgs.camera_info_to_model(raw_msg) == CameraModel.from_fields(320, 96, K.K, raw.D, "equidistant", P=raw.P,
+                                                                          frame_id="cam")
     msg.width = 0
     with pytest.raises(ValueError, match="size"):
-        msgs.camera_info_to_intrinsics(msg)
+        msgs.camera_info_to_model(msg)
 
 
 def test_pointcloud2_layout_and_round_trip():

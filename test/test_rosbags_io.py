@@ -77,9 +77,9 @@ def test_camera_info_round_trip():
     msg = _cdr_round_trip(rio.camera_info_to_msg(K, STAMP_NS, "cam_optical"))
     assert msg.distortion_model == "plumb_bob" and msg.header.frame_id == "cam_optical"
     np.testing.assert_allclose(np.asarray(msg.p).reshape(3, 4)[:, :3], K.K)
-    assert rio.msg_to_intrinsics(msg) == K
-    msg.p = np.zeros(12)  # falls back to K
-    assert rio.msg_to_intrinsics(msg) == K
+    assert rio.msg_to_camera_model(msg).intrinsics_P() == K == rio.msg_to_camera_model(msg).intrinsics_K()
+    msg.p = np.zeros(12)  # P unset
+    assert rio.msg_to_camera_model(msg).P is None
 
 
 def test_odometry_and_tf_round_trip():

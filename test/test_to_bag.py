@@ -50,7 +50,7 @@ def test_seven_scenes_bag_has_images_camera_info_depth_and_poses(tmp_path, stora
         assert frame.stamp_ns == DEFAULT_START_STAMP_NS + round(k * 1e9 / 30)  # 7-Scenes: no stamps, 30 Hz
         assert frame.encoding == "rgb8" and frame.frame_id == "camera_optical_frame"
         np.testing.assert_array_equal(frame.image, seq.image_rgb(k))
-        assert frame.intrinsics == seq.intrinsics(k)
+        assert frame.camera.intrinsics_K() == seq.intrinsics(k) and not frame.camera.has_distortion
         depth = seq.depth_m(k)
         np.testing.assert_array_equal(np.isnan(frame.gt_depth_m), depth == 0)  # no measurement -> NaN (REP 118)
         np.testing.assert_allclose(frame.gt_depth_m[depth > 0], depth[depth > 0])
@@ -93,7 +93,7 @@ def test_davis_clip_bag_has_masks_and_no_depth_or_poses(tmp_path):
     for k, frame in enumerate(frames):
         np.testing.assert_array_equal(frame.gt_dynamic_mask, seq.dynamic_mask(k))
         assert frame.gt_depth_m is None and frame.gt_T_world_cam is None
-    assert frames[0].intrinsics == seq.intrinsics(0)  # the assumed 60 deg intrinsics go into CameraInfo
+    assert frames[0].camera.intrinsics_K() == seq.intrinsics(0)  # the assumed 60 deg intrinsics go into CameraInfo
 
 
 def test_tum_bag_uses_the_dataset_stamps_and_skips_depth_without_a_match(tmp_path, caplog):
@@ -116,7 +116,7 @@ def test_euroc_bag_is_undistorted_mono8_with_dataset_stamps_and_poses(tmp_path):
     assert [f.stamp_ns for f in frames] == [seq.stamp_ns(k) for k in range(3)]
     assert frames[0].encoding == "mono8"
     np.testing.assert_array_equal(frames[1].image, seq.image_rgb(1)[..., 0])  # the undistorted image
-    assert frames[0].intrinsics == seq.intrinsics(0)  # and its intrinsics, D = 0
+    assert frames[0].camera.intrinsics_K() == seq.intrinsics(0)  # and its intrinsics, D = 0
     assert_relative_poses(frames, seq)
 
 

@@ -18,7 +18,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--camera-info-topic", default=DEFAULT_CAMERA_INFO_TOPIC,
                         help="CameraInfo topic; '' to ignore (default %(default)s)")
     parser.add_argument("--intrinsics", type=float, nargs=4, metavar=("FX", "FY", "CX", "CY"),
-                        help="camera intrinsics in pixels of the bag's images (overrides CameraInfo)")
+                        help="camera intrinsics in pixels of the bag's images (overrides CameraInfo; the images "
+                             "are used as they are, no undistortion)")
+    parser.add_argument("--camera-input", choices=("auto", "rectified", "raw"), default=None,
+                        help="the node's camera_input parameter (default: the node's, auto): rectified = the image "
+                             "topic is image_proc's image_rect* (CameraInfo P, no remap); raw = K, and lens "
+                             "distortion (plumb_bob, rational_polynomial, equidistant) is undistorted first; auto = "
+                             "rectified when the topic's name is image_rect*")
+    parser.add_argument("--undistort-alpha", type=float, default=None,
+                        help="the node's undistort_alpha parameter (raw distorted input without P; default 0: no "
+                             "black border)")
     parser.add_argument("--gt-depth-topic", default=DEFAULT_GT_DEPTH_TOPIC,
                         help="ground-truth depth (32FC1 m or 16UC1 mm); '' to ignore (default %(default)s)")
     parser.add_argument("--gt-odom-topic", default=DEFAULT_GT_ODOM_TOPIC,
@@ -73,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
                 gt_depth_topic=args.gt_depth_topic, gt_odom_topic=args.gt_odom_topic,
                 gt_mask_topic=args.gt_mask_topic, gt_tf_frames=args.gt_tf_frames, gt_kitti=args.gt_kitti,
                 model=args.model, backend=args.backend, device=args.device, scale_mode=args.scale_mode,
+                camera_input=args.camera_input, undistort_alpha=args.undistort_alpha,
                 start_s=args.start, duration_s=args.duration, min_depth_m=args.min_depth, max_depth_m=args.max_depth,
                 alignment=args.align)
         else:
@@ -82,7 +92,8 @@ def run(args: argparse.Namespace) -> int:
                 gt_depth_topic=args.gt_depth_topic, gt_odom_topic=args.gt_odom_topic,
                 gt_mask_topic=args.gt_mask_topic, gt_tf_frames=args.gt_tf_frames, gt_kitti=args.gt_kitti,
                 model=args.model, backend=args.backend, device=args.device, scale_mode=args.scale_mode,
-                intrinsics=args.intrinsics, start_s=args.start, duration_s=args.duration, every=args.every,
+                intrinsics=args.intrinsics, camera_input=args.camera_input, undistort_alpha=args.undistort_alpha,
+                start_s=args.start, duration_s=args.duration, every=args.every,
                 write_bag=args.write_bag, progress=not args.no_progress, min_depth_m=args.min_depth,
                 max_depth_m=args.max_depth, alignment=args.align, max_stamp_diff_s=args.max_stamp_diff,
                 speed_topic=args.speed_topic)

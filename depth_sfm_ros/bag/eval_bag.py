@@ -9,7 +9,9 @@ also written to ``OUT/metrics.json``::
     status_last, refusals, refusals_by_reason}, motion {still_frames, moving_frames, ...} (the still-camera
     test; offline only), notes [...], bag_error {...} (only for a damaged bag), source {...}
 
-A ground-truth stream that the bag lacks leaves its section out, with a line in ``notes``. All
+Each frame goes through the node's camera policy first (:class:`BagCameraInput`: a raw distorted camera's
+image, and the ground truth recorded with it, are undistorted; ``notes`` / ``source.camera`` say what was
+decided). A ground-truth stream that the bag lacks leaves its section out, with a line in ``notes``. All
 numbers come from :mod:`depth_sfm_ros.metrics` (the one implementation shared with training).
 ``--realtime`` runs the same bag through a real ``depth_sfm_node`` over DDS instead (see
 :mod:`depth_sfm_ros.bag.realtime`, which builds on this module); the command line is :mod:`depth_sfm_ros.bag.cli`.
@@ -26,6 +28,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from depth_sfm_ros.geometry import Intrinsics, Pose
+from depth_sfm_ros.geometry.camera_model import CameraInputResolver, InputGeometry, topic_is_rectified
 
 from .defaults import (ALIGNMENTS, DEFAULT_CAMERA_INFO_TOPIC, DEFAULT_GT_DEPTH_TOPIC, DEFAULT_GT_MASK_TOPIC,
                        DEFAULT_GT_ODOM_TOPIC, DEFAULT_IMAGE_TOPIC)
@@ -71,6 +74,79 @@ def node_pipeline_config(model: str | Path, backend: str = "auto", device: str =
     except ParameterError as exc:
         raise ValueError(str(exc)) from None
     return replace(config, scale_mode="external") if scale_mode == "external" else config
+
+
+def node_camera_input(camera_input: str | None = None, undistort_alpha: float | None = None) -> tuple[str, float]:
+    """The node's ``camera_input`` / ``undistort_alpha`` parameters, validated as the node validates them
+    (None = the node's default); ValueError naming the bad one."""
+    from depth_sfm_ros.ros.params import ParameterError, validate
+
+    values: dict[str, Any] = {}
+    if camera_input is not None:
+        values["camera_input"] = camera_input
+    if undistort_alpha is not None:
+        values["undistort_alpha"] = undistort_alpha
+    try:
+        params = validate(values, check_model_files=False)
+    except ParameterError as exc:
+        raise ValueError(str(exc)) from None
+    return params.camera_input, params.undistort_alpha
+
+
+class BagCameraInput:
+    """The node's camera policy (:mod:`depth_sfm_ros.geometry.camera_model`) for a bag's frames, so eval-bag
+    feeds the Pipeline what ``depth_sfm_node`` feeds it: one
+    :class:`~depth_sfm_ros.geometry.camera_model.CameraInputResolver` for the image topic (rectified when
+    ``camera_input`` says so, or with ``auto`` when the topic is ``image_rect*``: P, no remap; raw: K, or the
+    image undistorted with cached remap tables).
+
+    :meth:`prepare` puts a frame's image *and its ground truth* (depth, dynamic mask: recorded in the image
+    topic's geometry) into the geometry of the intrinsics it returns, in place. ``intrinsics`` (fx, fy, cx, cy
+    of the bag's images, ``--intrinsics``) overrides the CameraInfo: the images are used as they are.
+    ``messages`` collects each decision once (for the report's notes).
+    """
+
+    def __init__(self, image_topic: str, camera_input: str | None = None, undistort_alpha: float | None = None,
+                 intrinsics: Sequence[float] | None = None) -> None:
+        if intrinsics is not None and len(intrinsics) != 4:
+            raise ValueError(f"intrinsics must be (fx, fy, cx, cy), got {intrinsics!r}")
+        self.setting, self.alpha = node_camera_input(camera_input, undistort_alpha)
+        self.rectified = topic_is_rectified(image_topic, self.setting)
+        self.override = None if intrinsics is None else tuple(float(v) for v in intrinsics)
+        self.resolver = CameraInputResolver(self.rectified, self.alpha)
+        self._label_resolvers: dict[tuple[int, int], CameraInputResolver] = {}  # ground truth of another size
+        self.messages: list[str] = []
+
+    def prepare(self, frame: Frame) -> Intrinsics | None:
+        """The intrinsics to give the Pipeline for ``frame`` (None: the model card's), after putting
+        ``frame.image``, ``frame.gt_depth_m`` (NaN where no raw pixel maps) and ``frame.gt_dynamic_mask`` into
+        their geometry. Raises ValueError (:class:`~depth_sfm_ros.geometry.camera_model.UnsupportedCameraModel`
+        for a raw image of a distortion model that cannot be undistorted, as the node then publishes no depth)."""
+        h, w = frame.image.shape[:2]
+        if self.override is not None:
+            return Intrinsics(*self.override, width=w, height=h)
+        if frame.camera is None:
+            return None
+        model = frame.camera if frame.camera.size == (w, h) else frame.camera.scaled(w, h)
+        geometry, changed = self.resolver.resolve(model)
+        if changed and geometry.message not in self.messages:
+            self.messages.append(geometry.message)
+        if geometry.remaps:
+            frame.image = geometry.prepare(frame.image)
+            if frame.gt_depth_m is not None:
+                frame.gt_depth_m = self._labels(geometry, frame.gt_depth_m, np.nan)
+            if frame.gt_dynamic_mask is not None:
+                frame.gt_dynamic_mask = self._labels(geometry, frame.gt_dynamic_mask, 0)
+        return geometry.intrinsics
+
+    def _labels(self, geometry: InputGeometry, array: np.ndarray, fill: float) -> np.ndarray:
+        """Ground truth in the image's undistorted geometry (nearest neighbour); ground truth of another size
+        than the image is undistorted with the camera scaled to it."""
+        gh, gw = array.shape[:2]
+        if (gw, gh) != geometry.model.size:
+            resolver = self._label_resolvers.setdefault((gw, gh), CameraInputResolver(self.rectified, self.alpha))
+            geometry = resolver.resolve(geometry.model.scaled(gw, gh))[0]
+        return geometry.prepare_labels(array, fill)
 
 
 def _finite_or_none(value: Any) -> Any:
@@ -180,7 +256,8 @@ def evaluate_bag(bag: str | Path, out_dir: str | Path, *, image_topic: str = DEF
                  gt_tf_frames: Sequence[str] | None = None, gt_kitti: str | Path | None = None,
                  model: str | Path | None = None, backend: str = "auto", device: str = "auto",
                  scale_mode: str | None = None, pipeline_config: Any = None, pipeline: Any = None,
-                 intrinsics: Sequence[float] | None = None, start_s: float = 0.0, duration_s: float | None = None,
+                 intrinsics: Sequence[float] | None = None, camera_input: str | None = None,
+                 undistort_alpha: float | None = None, start_s: float = 0.0, duration_s: float | None = None,
                  every: int = 1, write_bag: bool = False, report: bool = True, progress: bool = False,
                  min_depth_m: float = 1e-3, max_depth_m: float = 80.0, alignment: str = "auto",
                  max_stamp_diff_s: float = 0.02, strip_frames: int = 4, speed_topic: str | None = None,
@@ -197,7 +274,11 @@ def evaluate_bag(bag: str | Path, out_dir: str | Path, *, image_topic: str = DEF
             (the node's configuration; scale_mode None = the node's default), ignored when ``pipeline``
             or ``pipeline_config`` is given.
         pipeline: a ready :class:`~depth_sfm_ros.runtime.pipeline.Pipeline` (the caller closes it).
-        intrinsics: (fx, fy, cx, cy) in pixels of the bag's images; overrides the bag's CameraInfo.
+        intrinsics: (fx, fy, cx, cy) in pixels of the bag's images; overrides the bag's CameraInfo (the
+            images are used as they are, no undistortion).
+        camera_input / undistort_alpha: the node's parameters of those names (None = the node's defaults):
+            with the bag's CameraInfo, what the image topic carries (``auto``: rectified when it is
+            ``image_rect*``) and the undistortion's alpha; see :class:`BagCameraInput`.
         start_s / duration_s / every: which images (offsets from the first image stamp; every N-th).
         min_depth_m / max_depth_m: the ground-truth range scored.
         alignment: trajectory alignment; "auto" = sim3 for scale_mode none, else se3.
@@ -211,8 +292,7 @@ def evaluate_bag(bag: str | Path, out_dir: str | Path, *, image_topic: str = DEF
         raise ValueError(f"alignment must be one of {ALIGNMENTS}, got {alignment!r}")
     if not 0 <= min_depth_m < max_depth_m:
         raise ValueError(f"need 0 <= min_depth_m < max_depth_m, got {min_depth_m}, {max_depth_m}")
-    if intrinsics is not None and len(intrinsics) != 4:
-        raise ValueError(f"intrinsics must be (fx, fy, cx, cy), got {intrinsics!r}")
+    camera = BagCameraInput(image_topic, camera_input, undistort_alpha, intrinsics)
     out_dir = Path(out_dir)
     reader, kitti, notes, expected = open_frames(bag, image_topic, camera_info_topic, gt_depth_topic, gt_odom_topic,
                                                  gt_mask_topic, gt_tf_frames, gt_kitti, start_s, duration_s, every,
@@ -251,18 +331,17 @@ def evaluate_bag(bag: str | Path, out_dir: str | Path, *, image_topic: str = DEF
     try:
         for frame in reader:
             with_kitti(frame, kitti)
-            h, w = frame.image.shape[:2]
-            K = frame.intrinsics if intrinsics is None else Intrinsics(*map(float, intrinsics), width=w, height=h)
             speed = None
             if scale_mode == "external":
                 speed = (frame.speed_mps if speed_topic else
                          _gt_speed_mps(prev_gt, frame.stamp_s, frame.gt_T_world_cam))
             t0 = time.perf_counter()
             try:
-                # as the node: CameraInfo intrinsics of another size (binned / resized images) are scaled
+                # as the node: the camera policy (undistortion included) is part of the frame's time
+                K = camera.prepare(frame)
                 result = pipeline.process(frame.image, frame.encoding, frame.stamp_s, K, external_speed_mps=speed,
                                           rescale_intrinsics=True)
-            except ValueError as exc:  # e.g. an encoding the pipeline does not take, intrinsics of another size
+            except ValueError as exc:  # e.g. an encoding the pipeline does not take, an unsupported camera model
                 if not skipped:
                     log.warning("eval-bag: frame %d (stamp %.3f s) skipped: %s", frame.index, frame.stamp_s, exc)
                 skipped[str(exc).split(";")[0]] = skipped.get(str(exc).split(";")[0], 0) + 1
@@ -288,6 +367,7 @@ def evaluate_bag(bag: str | Path, out_dir: str | Path, *, image_topic: str = DEF
         if owns_pipeline:
             pipeline.close()
     wall_s = time.perf_counter() - wall_start
+    notes.extend(f"camera: {message}" for message in camera.messages)
     if skipped:
         notes.append(f"frames the pipeline refused were skipped: {skipped}")
     if not scorer.frames:
@@ -301,7 +381,7 @@ def evaluate_bag(bag: str | Path, out_dir: str | Path, *, image_topic: str = DEF
     metrics["source"] = {"bag": str(bag), "image_topic": image_topic, "frames_in_topic": reader.image_count,
                          "model": str(model_path or getattr(pipeline.config, "model", "") or ""),
                          "backend": type(pipeline.backend).__name__, "path": "offline", "every": every,
-                         "start_s": start_s, "duration_s": duration_s}
+                         "start_s": start_s, "duration_s": duration_s, "camera": list(camera.messages)}
     if writer is not None:
         metrics["output_bag"] = {"path": str(writer.path), "topics": writer.counts}
     return finish(out_dir, metrics, data, report)

@@ -2,10 +2,13 @@
 
 Topics (the node's own output names, so rviz / Foxglove layouts made for the node work here):
 
-- the image topic (``.../compressed`` -> its base topic): the input image, decoded as the node decodes it (compressed -> bgr8 / mono8 / mono16)
-- ``/camera/camera_info`` (CameraInfo): intrinsics of the input, when known
+- the image topic (``.../compressed`` -> its base topic): the image the Pipeline was given, decoded as the node
+  decodes it (compressed -> bgr8 / mono8 / mono16) and, for a raw distorted camera, undistorted as the node does
+  (:mod:`depth_sfm_ros.geometry.camera_model`), so it lies pixel for pixel under the depth
+- ``/camera/camera_info`` (CameraInfo): intrinsics of that image, when known (a rectified pinhole CameraInfo)
 - ``/depth_sfm_node/depth`` (Image 32FC1): depth in metres, NaN unknown (REP 118)
-- ``/depth_sfm_node/depth/camera_info`` (CameraInfo): intrinsics of the depth image
+- ``/depth_sfm_node/depth/camera_info`` (CameraInfo): intrinsics of the depth image, written as the node
+  publishes them: D = 0 (plumb_bob), R = I, K = the rectified camera at the depth size, P = [K | 0]
 - ``/depth_sfm_node/depth/colored`` (Image bgr8): :func:`runtime.visualize.colorize_depth`
 - ``/depth_sfm_node/dynamic_mask`` (Image mono8): 255 = dynamic (when the model has a mask)
 - ``/depth_sfm_node/odometry`` (Odometry): ``T_odom_cam`` (odom -> the camera frame)
@@ -101,8 +104,9 @@ class OutputBagWriter:
         Args:
             stamp_ns: the input image's header stamp (integer ns).
             frame_id: the input image's frame (the camera optical frame); "camera" when empty.
-            image: the input image as decoded, in ``encoding``.
-            camera_intrinsics: intrinsics of ``image`` or None.
+            image: the image the Pipeline was given (decoded; undistorted for a raw distorted camera), in
+                ``encoding``.
+            camera_intrinsics: intrinsics of ``image`` (a distortion-free pinhole camera) or None.
             result: the pipeline's result for this frame.
         """
         if self._failed:

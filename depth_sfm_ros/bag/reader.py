@@ -24,9 +24,10 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from depth_sfm_ros.geometry import Intrinsics, Pose
-from depth_sfm_ros.msgs import (camera_info_to_rectified_intrinsics, compressed_msg_to_numpy, image_msg_to_numpy,
-                                odometry_speed_mps, pose_from_point_quaternion, stamp_to_nanoseconds)
+from depth_sfm_ros.geometry import Pose
+from depth_sfm_ros.geometry.camera_model import CameraModel
+from depth_sfm_ros.msgs import (camera_info_to_model, compressed_msg_to_numpy, image_msg_to_numpy, odometry_speed_mps,
+                                pose_from_point_quaternion, stamp_to_nanoseconds)
 from depth_sfm_ros.msgs.rosbags_msgs import typestore
 from .mcap_salvage import McapDamage, McapSalvageReader
 
@@ -73,10 +74,14 @@ class Frame:
     Attributes:
         index: position of the image on its topic (0-based, counting every image of the bag).
         stamp_ns / stamp_s: the image's header stamp.
-        image: (H, W, C) or (H, W) array in ``encoding`` (rgb8, bgr8, mono8, mono16, ...).
-        intrinsics: from the nearest CameraInfo (or the fallback given to the reader), None if neither.
-        gt_depth_m: (H', W') float32 metres, NaN where unknown; None without a depth topic / match.
-        gt_dynamic_mask: (H', W') bool, True = moving object; None without a mask topic / match.
+        image: (H, W, C) or (H, W) array in ``encoding`` (rgb8, bgr8, mono8, mono16, ...), as recorded.
+        camera: the calibration of the nearest CameraInfo (K, D, R, P, distortion model; possibly of another
+            image size), None without one. Which intrinsics the image has, and whether it must be undistorted
+            first, is the camera policy's (:mod:`depth_sfm_ros.geometry.camera_model`, applied by eval-bag).
+        gt_depth_m: (H', W') float32 metres, NaN where unknown, in the image topic's geometry; None without
+            a depth topic / match.
+        gt_dynamic_mask: (H', W') bool, True = moving object (image topic's geometry); None without a mask
+            topic / match.
         gt_T_world_cam: ground-truth pose of the camera; None without a pose topic / match.
         speed_mps: speed of an odometry source (nav_msgs/Odometry twist, e.g. wheel odometry) for the
             ``external`` scale; None without a speed topic / match.
@@ -86,7 +91,7 @@ class Frame:
     stamp_ns: int
     image: np.ndarray
     encoding: str
-    intrinsics: Intrinsics | None = None
+    camera: CameraModel | None = None
     gt_depth_m: np.ndarray | None = None
     gt_dynamic_mask: np.ndarray | None = None
     gt_T_world_cam: Pose | None = None
@@ -257,10 +262,10 @@ def decode_mask(msg: Any, msgtype: str) -> np.ndarray:
     return array > 0 if array.ndim == 2 else np.any(array > 0, axis=2)
 
 
-def camera_info_intrinsics(msg: Any) -> Intrinsics:
-    """CameraInfo of ROS 2 (``k``, ``p``, ``d``) or ROS 1 (``K``, ``P``, ``D``) -> Intrinsics from P, the
-    rectified camera (:func:`depth_sfm_ros.msgs.camera_info_to_rectified_intrinsics`)."""
-    return camera_info_to_rectified_intrinsics(msg)
+def camera_info_model(msg: Any) -> CameraModel:
+    """CameraInfo of ROS 2 (``k``, ``p``, ``d``) or ROS 1 (``K``, ``P``, ``D``) -> its calibration
+    (:func:`depth_sfm_ros.msgs.camera_info_to_model`, as the node reads it)."""
+    return camera_info_to_model(msg)
 
 
 def _pose_of(p: Any, q: Any) -> Pose:
@@ -354,15 +359,13 @@ class BagFrameReader:
             node's ``external_odometry_tolerance_s`` default, so offline and node pair alike).
         lookahead_s: how far (in bag time) to read past an image before pairing it, so ground
             truth recorded slightly later still matches.
-        fallback_intrinsics: used when there is no CameraInfo (topic missing or no message yet).
 
     After iteration, :attr:`error` is a :class:`BagReadIssue` if the bag was damaged.
     """
 
     def __init__(self, path: str | Path, topics: TopicSelection, start_s: float = 0.0, duration_s: float | None = None,
                  every: int = 1, max_stamp_diff_s: float = 0.02, speed_tolerance_s: float = 0.05,
-                 lookahead_s: float = 1.0,
-                 fallback_intrinsics: Intrinsics | None = None) -> None:
+                 lookahead_s: float = 1.0) -> None:
         if every < 1 or int(every) != every:
             raise ValueError(f"every must be a positive integer, got {every}")
         if start_s < 0 or not np.isfinite(start_s):
@@ -380,7 +383,6 @@ class BagFrameReader:
         self.tolerance_ns = int(round(max_stamp_diff_s * NS_PER_S))
         self.speed_tolerance_ns = int(round(speed_tolerance_s * NS_PER_S))
         self.lookahead_ns = int(round(lookahead_s * NS_PER_S))
-        self.fallback_intrinsics = fallback_intrinsics
         self.error: BagReadIssue | None = None
         self.missing: dict[str, str] = {}  # stream -> topic that the bag lacks
         self.source = MessageSource(self.path)
@@ -472,7 +474,7 @@ class BagFrameReader:
         """Decode a non-image message into its stream's stamp buffer (a bad message is counted and skipped)."""
         try:
             if name == "camera_info":
-                buffer.add(stamp_ns_of(msg), camera_info_intrinsics(msg))
+                buffer.add(stamp_ns_of(msg), camera_info_model(msg))
             elif name == "gt_depth":
                 buffer.add(stamp_ns_of(msg), (msg, msgtype))  # decoded on use: most are never needed twice
             elif name == "gt_mask":
@@ -482,7 +484,7 @@ class BagFrameReader:
             else:
                 for stamp_ns, pose in decode_poses(msg, msgtype, self.topics.gt_tf_frames):
                     buffer.add(stamp_ns, pose)
-        except ValueError as exc:
+        except (ValueError, TypeError) as exc:
             self._count_decode_error(name, exc)
 
     def _count_decode_error(self, name: str, exc: Exception) -> None:
@@ -510,9 +512,8 @@ class BagFrameReader:
         except ValueError as exc:
             self._count_decode_error("image", exc)
             return
-        intrinsics = buffers["camera_info"].nearest(stamp_ns, None) or self.fallback_intrinsics
-        frame = Frame(index=index, stamp_ns=stamp_ns, image=image, encoding=encoding, intrinsics=intrinsics,
-                      frame_id=str(msg.header.frame_id))
+        frame = Frame(index=index, stamp_ns=stamp_ns, image=image, encoding=encoding,
+                      camera=buffers["camera_info"].nearest(stamp_ns, None), frame_id=str(msg.header.frame_id))
         depth = buffers["gt_depth"].nearest(stamp_ns, self.tolerance_ns)
         if depth is not None:
             try:

@@ -46,8 +46,8 @@ from depth_sfm_ros.msgs.rosbags_msgs import typestore
 
 from .defaults import (ALIGNMENTS, DEFAULT_CAMERA_INFO_TOPIC, DEFAULT_GT_DEPTH_TOPIC, DEFAULT_GT_MASK_TOPIC,
                        DEFAULT_GT_ODOM_TOPIC, DEFAULT_IMAGE_TOPIC)
-from .eval_bag import (evaluate_bag, finish, node_pipeline_config, open_frames, reader_notes, resolve_model,
-                       with_kitti)
+from .eval_bag import (BagCameraInput, evaluate_bag, finish, node_pipeline_config, open_frames, reader_notes,
+                       resolve_model, with_kitti)
 from .reader import NS_PER_S, BagError, MessageSource, check_bag_path, decode_mask, stamp_ns_of
 from .scoring import FrameScorer
 
@@ -244,8 +244,10 @@ def _stamped(lines: list[str], word: str) -> dict[int, float]:
 
 
 def node_command(model: Path, config: Any, image_topic: str, camera_info_topic: str | None, compressed: bool,
-                 executable: str | None = None) -> list[str]:
-    """The ``depth_sfm_node`` command line matching the offline PipelineConfig ``config``."""
+                 executable: str | None = None, camera_input: str = "auto", undistort_alpha: float = 0.0) -> list[str]:
+    """The ``depth_sfm_node`` command line matching the offline PipelineConfig ``config`` and camera policy
+    (``camera_input`` / ``undistort_alpha``; with ``auto`` the node judges the remapped image topic, the bag's,
+    as eval-bag does)."""
     exe = executable or shutil.which("depth_sfm_node") or str(Path(sys.executable).parent / "depth_sfm_node")
     base = image_topic[: -len("/compressed")] if compressed and image_topic.endswith("/compressed") else image_topic
     params = {"model": str(model), "backend": config.backend, "device": config.device,
@@ -254,7 +256,8 @@ def node_command(model: Path, config: Any, image_topic: str, camera_info_topic: 
               "max_stamp_gap_s": float(config.max_stamp_gap_s), "camera_height_m": float(config.camera_height_m),
               "fixed_scale": float(config.fixed_scale), "base_frame": "", "output_qos": "reliable",
               "input_qos": "reliable", "qos_depth": 10, "image_transport": "compressed" if compressed else "raw",
-              "upsample_to_camera": bool(config.upsample_to_camera)}
+              "upsample_to_camera": bool(config.upsample_to_camera), "camera_input": camera_input,
+              "undistort_alpha": float(undistort_alpha)}
     gate = getattr(config, "motion_gate", None)  # still-camera test and ground-plane judgement: as offline
     if gate is not None:
         params.update({"still_detection": bool(gate.enabled), "still_threshold_px": float(gate.threshold_px),
@@ -296,7 +299,8 @@ def evaluate_bag_realtime(bag: str | Path, out_dir: str | Path, *, image_topic: 
                           gt_tf_frames: Sequence[str] | None = None, gt_kitti: str | Path | None = None,
                           model: str | Path | None = None,
                           backend: str = "auto", device: str = "auto", scale_mode: str | None = None,
-                          pipeline_config: Any = None,
+                          pipeline_config: Any = None, camera_input: str | None = None,
+                          undistort_alpha: float | None = None,
                           start_s: float = 0.0, duration_s: float | None = None, min_depth_m: float = 1e-3,
                           max_depth_m: float = 80.0, alignment: str = "auto", compare_offline: bool = True,
                           report: bool = True, env: dict[str, str] | None = None, startup_timeout_s: float = 60.0,
@@ -304,8 +308,9 @@ def evaluate_bag_realtime(bag: str | Path, out_dir: str | Path, *, image_topic: 
     """Score the outputs of a real ``depth_sfm_node`` fed by the bag at its recorded rate.
 
     Arguments as :func:`~depth_sfm_ros.bag.eval_bag.evaluate_bag` (``pipeline_config``: the node is started
-    with its model, backend, scale and depth-range settings); ``env`` adds environment variables
-    for the child processes (e.g. ``ROS_DOMAIN_ID``), ``compare_offline`` also runs the offline
+    with its model, backend, scale and depth-range settings; ``camera_input`` / ``undistort_alpha``: its
+    parameters of those names, and the ground truth is put into the published depth's geometry as offline);
+    ``env`` adds environment variables for the child processes (e.g. ``ROS_DOMAIN_ID``), ``compare_offline`` also runs the offline
     path into ``OUT/offline`` and compares the depth of the frames both processed.
     Frames the node dropped (it keeps only the newest image when it falls behind) are counted in
     ``metrics["realtime"]["dropped"]``; the depth metrics cover the frames it published.
@@ -317,6 +322,7 @@ def evaluate_bag_realtime(bag: str | Path, out_dir: str | Path, *, image_topic: 
                          "only, no odometry for the node's external_odometry input; use it offline (without "
                          "--realtime), where the speed comes from the ground-truth poses")
     out_dir = Path(out_dir)
+    camera = BagCameraInput(image_topic, camera_input, undistort_alpha)
     reader, kitti, notes, expected = open_frames(bag, image_topic, camera_info_topic, gt_depth_topic, gt_odom_topic,
                                                  gt_mask_topic, gt_tf_frames, gt_kitti, start_s, duration_s, 1,
                                                  0.02)
@@ -341,7 +347,8 @@ def evaluate_bag_realtime(bag: str | Path, out_dir: str | Path, *, image_topic: 
                           child_env, out_dir)
         children.append(recorder)
         node = _Child("node", node_command(model_path, config, image_topic, camera_info, compressed,
-                                           node_executable), child_env, out_dir)
+                                           node_executable, camera_input=camera.setting,
+                                           undistort_alpha=camera.alpha), child_env, out_dir)
         children.append(node)
         recorder.wait_for("READY", startup_timeout_s, others=[node])
         player_topics = [image_topic] + ([camera_info] if camera_info else [])
@@ -377,6 +384,11 @@ def evaluate_bag_realtime(bag: str | Path, out_dir: str | Path, *, image_topic: 
         output = outputs.get(frame.stamp_ns)
         if output is None or frame.stamp_ns not in published:
             continue
+        try:
+            camera.prepare(frame)  # ground truth into the geometry of the node's depth
+        except ValueError as exc:  # an unsupported camera model: the node published no depth either
+            notes.append(f"frame {frame.index}: {exc}")
+            continue
         result = SimpleNamespace(depth_m=output["depth"], dynamic_mask=output["mask"],
                                  T_odom_cam=output["T"] if output["T"] is not None else Pose.identity(),
                                  reset=first, scale=math.nan)
@@ -401,18 +413,20 @@ def evaluate_bag_realtime(bag: str | Path, out_dir: str | Path, *, image_topic: 
         metrics["comparison"] = _compare_offline(bag, out_dir / "offline", outputs, config, image_topic,
                                                  camera_info_topic, gt_depth_topic, gt_odom_topic, gt_mask_topic,
                                                  gt_tf_frames, gt_kitti, start_s, duration_s, min_depth_m,
-                                                 max_depth_m)
+                                                 max_depth_m, camera)
+    notes.extend(f"camera: {message}" for message in camera.messages)
     metrics["notes"] = notes
     metrics["source"] = {"bag": str(bag), "image_topic": image_topic, "frames_in_topic": reader.image_count,
                          "model": str(model_path), "backend": config.backend, "path": "realtime (depth_sfm_node)",
-                         "start_s": start_s, "duration_s": duration_s}
+                         "start_s": start_s, "duration_s": duration_s, "camera": list(camera.messages)}
     return finish(out_dir, metrics, data, report)
 
 
 def _compare_offline(bag: str | Path, out_dir: Path, outputs: dict[int, dict], config: Any, image_topic: str,
                      camera_info_topic: str | None, gt_depth_topic: str | None, gt_odom_topic: str | None,
                      gt_mask_topic: str | None, gt_tf_frames: Sequence[str] | None, gt_kitti: str | Path | None,
-                     start_s: float, duration_s: float | None, min_depth_m: float, max_depth_m: float) -> dict:
+                     start_s: float, duration_s: float | None, min_depth_m: float, max_depth_m: float,
+                     camera: BagCameraInput) -> dict:
     """Run the offline path with the node's configuration and compare depth on the common frames."""
     offline_depth: dict[int, np.ndarray] = {}
 
@@ -423,7 +437,7 @@ def _compare_offline(bag: str | Path, out_dir: Path, outputs: dict[int, dict], c
                            gt_depth_topic=gt_depth_topic, gt_odom_topic=gt_odom_topic, gt_mask_topic=gt_mask_topic,
                            gt_tf_frames=gt_tf_frames, gt_kitti=gt_kitti, pipeline_config=config, start_s=start_s,
                            duration_s=duration_s, min_depth_m=min_depth_m, max_depth_m=max_depth_m, report=False,
-                           on_frame=keep)
+                           on_frame=keep, camera_input=camera.setting, undistort_alpha=camera.alpha)
     common = sorted(set(offline_depth) & set(outputs))
     max_diff, nan_mismatch = 0.0, 0
     for stamp in common:

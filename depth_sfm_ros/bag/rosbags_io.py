@@ -4,8 +4,9 @@
 * The message layer is :mod:`depth_sfm_ros.msgs`; its ``rosbags`` flavour (typestore, builders
   numpy/Intrinsics/Pose -> message, :func:`read_messages`, :func:`bag_topics`) is re-exported here, and
   the decoders under the names the bag tools have used: :func:`msg_to_image` (a copy of the pixels),
-  :func:`compressed_msg_to_image` (RGB for pictures), :func:`msg_to_intrinsics` (from P, the rectified
-  camera), :func:`odometry_msg_to_pose`, :func:`transform_msg_to_pose`, :func:`time_to_ns`.
+  :func:`compressed_msg_to_image` (RGB for pictures), :func:`msg_to_camera_model` (the CameraInfo's
+  whole calibration, for :mod:`depth_sfm_ros.geometry.camera_model`), :func:`odometry_msg_to_pose`,
+  :func:`transform_msg_to_pose`, :func:`time_to_ns`.
 
 Time stamps are integer nanoseconds (``stamp_ns``) everywhere here. No rclpy, no torch.
 """
@@ -16,24 +17,25 @@ from typing import Any
 
 import numpy as np
 
-from depth_sfm_ros.msgs.camera_info import camera_info_to_rectified_intrinsics as msg_to_intrinsics
+from depth_sfm_ros.msgs.camera_info import camera_info_to_model as msg_to_camera_model
 from depth_sfm_ros.msgs.encodings import IMAGE_ENCODINGS
 from depth_sfm_ros.msgs.image import compressed_msg_to_rgb8 as compressed_msg_to_image
 from depth_sfm_ros.msgs.image import image_msg_to_numpy
 from depth_sfm_ros.msgs.odometry import odometry_msg_to_pose, transform_msg_to_pose
 from depth_sfm_ros.msgs.rosbags_msgs import (MSG_CAMERA_INFO, MSG_COMPRESSED_IMAGE, MSG_IMAGE, MSG_ODOMETRY, MSG_TF,
                                             MSG_TRANSFORM_STAMPED, bag_topics, camera_info_to_msg,
-                                            compressed_image_to_msg, header, image_to_msg, odometry_to_msg,
-                                            read_messages, tf_message, time_msg, transform_stamped_to_msg,
-                                            typestore)
+                                            camera_model_to_msg, compressed_image_to_msg, header, image_to_msg,
+                                            odometry_to_msg, read_messages, tf_message, time_msg,
+                                            transform_stamped_to_msg, typestore)
 from depth_sfm_ros.msgs.rosbags_msgs import types as _types
 from depth_sfm_ros.msgs.stamps import stamp_to_nanoseconds as time_to_ns
 
 __all__ = ["BagWriter", "STORAGES", "IMAGE_ENCODINGS", "MSG_CAMERA_INFO", "MSG_COMPRESSED_IMAGE", "MSG_IMAGE",
            "MSG_ODOMETRY", "MSG_TF", "MSG_TRANSFORM_STAMPED", "bag_topics", "camera_info_to_msg",
-           "compressed_image_to_msg", "compressed_msg_to_image", "header", "image_to_msg", "msg_to_image",
-           "msg_to_intrinsics", "odometry_msg_to_pose", "odometry_to_msg", "read_messages", "tf_message", "time_msg",
-           "time_to_ns", "transform_msg_to_pose", "transform_stamped_to_msg", "typestore", "_types"]
+           "camera_model_to_msg", "compressed_image_to_msg", "compressed_msg_to_image", "header", "image_to_msg",
+           "msg_to_image", "msg_to_camera_model", "odometry_msg_to_pose", "odometry_to_msg", "read_messages",
+           "tf_message", "time_msg", "time_to_ns", "transform_msg_to_pose", "transform_stamped_to_msg", "typestore",
+           "_types"]
 
 STORAGES = ("mcap", "sqlite3")
 

@@ -1,11 +1,13 @@
-"""``sensor_msgs/CameraInfo``: one duck-typed decoder into plain fields, and the intrinsics the node and
-the bag tools take from them.
+"""``sensor_msgs/CameraInfo``: one duck-typed decoder into plain fields, the camera model built from them,
+and the fields of the CameraInfos this package writes.
 
 :func:`decode_camera_info` reads ROS 2 (``k``, ``d``, ``r``, ``p``) and ROS 1 (``K``, ``D``, ``R``, ``P``)
-messages of rclpy or ``rosbags`` into :class:`CameraInfoFields` (numpy arrays, no message objects), the
-input of a camera model (:meth:`depth_sfm_ros.geometry.camera_model.CameraModel.from_camera_info_fields`). Which matrix gives the pinhole intrinsics is a policy, kept as today:
-:func:`intrinsics_from_k` (the node: K, distortion ignored) and :func:`intrinsics_from_p` (the bag tools:
-the rectified projection P, or K when P is unset; distortion without P refused).
+messages of rclpy or ``rosbags`` into :class:`CameraInfoFields` (numpy arrays, no message objects);
+:func:`camera_info_to_model` turns them into a
+:class:`~depth_sfm_ros.geometry.camera_model.CameraModel`. Which intrinsics an image has (K, P, or those of
+the undistorted image) is the camera policy of :mod:`depth_sfm_ros.geometry.camera_model`, not decided here.
+Writers: :func:`camera_info_fields` (a rectified pinhole image: D = 0, R = I, P = [K | 0], what the node
+publishes with its depth) and :func:`camera_model_fields` (a camera's whole calibration, e.g. a raw camera).
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from depth_sfm_ros.geometry import Intrinsics
-from depth_sfm_ros.geometry.camera_model import rectified_camera_info_fields
+from depth_sfm_ros.geometry.camera_model import CameraModel, rectified_camera_info_fields
 
 from .stamps import stamp_to_nanoseconds
 
@@ -62,7 +64,7 @@ def decode_camera_info(msg: Any) -> CameraInfoFields:
     """CameraInfo message (ROS 2 or ROS 1 field names; rclpy, ``rosbags`` or a namespace) -> fields.
 
     Raises ValueError when K or P is missing or has the wrong number of values. Values are not judged
-    here (NaN, zero focal lengths): the intrinsics functions below do that.
+    here (NaN, zero focal lengths): :func:`camera_info_to_model` does that.
     """
     k, p = _field(msg, "k"), _field(msg, "p")
     if k is None or p is None:
@@ -80,38 +82,17 @@ def decode_camera_info(msg: Any) -> CameraInfoFields:
         stamp_ns=stamp_to_nanoseconds(stamp) if stamp is not None else 0)
 
 
-def intrinsics_from_k(info: CameraInfoFields) -> Intrinsics:
-    """The node's rule: :class:`Intrinsics` from K (distortion is ignored).
+def camera_info_to_model(msg: Any) -> CameraModel:
+    """CameraInfo message -> :class:`~depth_sfm_ros.geometry.camera_model.CameraModel` (the whole calibration:
+    K, D, R, P, distortion model, size, frame), the one input of the camera policy
+    (:func:`~depth_sfm_ros.geometry.camera_model.resolve_input`) for the node, the bag tools and the datasets.
 
-    Raises ValueError for an unset (all-zero) K, NaN / Inf entries or a zero image size.
+    Raises ValueError for a message or calibration that cannot be used (missing / wrong-length fields, an
+    unset K, NaN / Inf, a zero image size, a coefficient count the model does not have). An unknown
+    distortion model is *not* refused here: rectified images of such a camera are usable (P); raw ones are
+    refused by the policy (:class:`~depth_sfm_ros.geometry.camera_model.UnsupportedCameraModel`).
     """
-    k = info.K
-    if info.width <= 0 or info.height <= 0:
-        raise ValueError(f"CameraInfo has image size {info.width}x{info.height}")
-    if not np.all(np.isfinite(k)) or k[0, 0] <= 0 or k[1, 1] <= 0:
-        raise ValueError(f"CameraInfo K is not a valid camera matrix: {k.ravel().tolist()}")
-    return Intrinsics.from_matrix(k, width=info.width, height=info.height)
-
-
-def intrinsics_from_p(info: CameraInfoFields) -> Intrinsics:
-    """The bag tools' rule: :class:`Intrinsics` from the projection matrix P (the rectified camera), or from
-    K when P is all zeros. Non-zero distortion without P is refused (images must be rectified)."""
-    K = info.P[:, :3] if np.any(info.P) else info.K
-    if info.D.size and np.any(np.abs(info.D) > 1e-12) and not np.any(info.P):
-        raise ValueError("CameraInfo has distortion but no projection matrix P; rectify the images first")
-    if not np.all(np.isfinite(K)):
-        raise ValueError(f"CameraInfo camera matrix has NaN/Inf entries: {K.ravel().tolist()}")
-    return Intrinsics.from_matrix(K, info.width, info.height)
-
-
-def camera_info_to_intrinsics(msg: Any) -> Intrinsics:
-    """The node's CameraInfo -> Intrinsics: :func:`intrinsics_from_k` of :func:`decode_camera_info`."""
-    return intrinsics_from_k(decode_camera_info(msg))
-
-
-def camera_info_to_rectified_intrinsics(msg: Any) -> Intrinsics:
-    """The bag tools' CameraInfo -> Intrinsics: :func:`intrinsics_from_p` of :func:`decode_camera_info`."""
-    return intrinsics_from_p(decode_camera_info(msg))
+    return CameraModel.from_camera_info_fields(decode_camera_info(msg))
 
 
 def camera_info_fields(intrinsics: Intrinsics) -> dict[str, Any]:
@@ -119,3 +100,15 @@ def camera_info_fields(intrinsics: Intrinsics) -> dict[str, Any]:
     ``width``, ``height``, ``distortion_model``, ``d`` (5,), ``k`` (9,), ``r`` (9,), ``p`` (12,) float64
     (:func:`depth_sfm_ros.geometry.camera_model.rectified_camera_info_fields`, the camera model's one definition)."""
     return rectified_camera_info_fields(intrinsics)
+
+
+def camera_model_fields(model: CameraModel) -> dict[str, Any]:
+    """The calibration fields of a CameraInfo carrying ``model`` as it is (raw K, D, R, P, model name), named as
+    ROS 2's ``sensor_msgs/CameraInfo``: ``width``, ``height``, ``distortion_model``, ``d`` (n,), ``k`` (9,),
+    ``r`` (9,), ``p`` (12,; zeros when P is unset) float64."""
+    if not isinstance(model, CameraModel):
+        raise TypeError(f"model must be a CameraModel, got {type(model).__name__}")
+    P = np.zeros((3, 4)) if model.P is None else np.array(model.P)
+    return {"width": model.width, "height": model.height, "distortion_model": model.distortion_model,
+            "d": np.array(model.D, dtype=np.float64), "k": np.array(model.K).reshape(-1),
+            "r": np.array(model.R).reshape(-1), "p": P.reshape(-1)}

@@ -176,16 +176,32 @@ def compressed_msg_to_numpy(msg: Any) -> tuple[np.ndarray, str]:
     return decode_compressed(msg.data, str(getattr(msg, "format", "")))
 
 
-def compressed_msg_to_rgb8(msg: Any) -> np.ndarray:
-    """``sensor_msgs/CompressedImage`` -> RGB (H, W, 3) uint8 for pictures and tests (grey expanded,
-    16-bit scaled to 8 bits). Evaluation decodes with :func:`compressed_msg_to_numpy` instead."""
-    image, encoding = compressed_msg_to_numpy(msg)
-    if encoding == "bgr8":
-        return np.ascontiguousarray(image[:, :, ::-1])
+def image_to_rgb8(image: np.ndarray, encoding: str) -> np.ndarray:
+    """A decoded camera image (one of the input encodings, as :func:`decode_image` / :func:`decode_compressed`
+    return it) -> RGB (H, W, 3) uint8: channels picked with the encoding table, grey repeated, 16-bit values
+    v mapped to round(v * 255 / 65535) (the runtime's [0, 1] scaling, ``runtime.image_io``, times 255); an
+    rgb8 image is returned as it is. The one conversion for pictures, point colours and the training datasets'
+    8-bit frame caches."""
     spec = input_encoding(encoding)
-    rgb = image[:, :, list(spec.rgb_source)] if image.ndim == 3 else np.repeat(image[:, :, None], 3, axis=2)
+    image = np.asarray(image)
+    if image.ndim == 2:
+        image = image[:, :, None]
+    if image.ndim != 3 or image.shape[2] != spec.channels:
+        raise ValueError(f"encoding {encoding!r} needs an image with {spec.channels} channel(s), got shape "
+                         f"{image.shape}")
+    if spec.dtype == np.uint8 and spec.channels == 3 and spec.rgb_source == (0, 1, 2):
+        return image.astype(np.uint8, copy=False)  # rgb8 already: no copy
+    rgb = image[:, :, list(spec.rgb_source)]
+    if spec.dtype == np.uint8:
+        return rgb.astype(np.uint8, copy=False)
     rgb = rgb.astype(np.float32) * np.float32(1.0 / float(np.iinfo(spec.dtype).max))  # as runtime.image_io does
     return (rgb * 255.0 + 0.5).astype(np.uint8)
+
+
+def compressed_msg_to_rgb8(msg: Any) -> np.ndarray:
+    """``sensor_msgs/CompressedImage`` -> RGB (H, W, 3) uint8 for pictures and tests (:func:`image_to_rgb8`
+    of :func:`compressed_msg_to_numpy`). Evaluation decodes with :func:`compressed_msg_to_numpy` instead."""
+    return image_to_rgb8(*compressed_msg_to_numpy(msg))
 
 
 def encode_compressed(image_rgb: np.ndarray, fmt: str = "png", jpeg_quality: int = 95) -> tuple[str, np.ndarray]:

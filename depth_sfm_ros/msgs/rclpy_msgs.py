@@ -12,8 +12,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from depth_sfm_ros.geometry import Intrinsics, Pose
+from depth_sfm_ros.geometry.camera_model import CameraModel
 
-from .camera_info import camera_info_fields
+from .camera_info import camera_info_fields, camera_model_fields
 from .image import encode_image
 from .odometry import odometry_fields
 from .pointcloud import POINT_XYZRGB_DTYPE, POINTFIELD_FLOAT32, pack_xyzrgb
@@ -43,10 +44,21 @@ def numpy_to_image_msg(image: np.ndarray, encoding: str, header: Any = None) -> 
 
 
 def intrinsics_to_camera_info(intrinsics: Intrinsics, header: Any = None) -> Any:
-    """:class:`Intrinsics` -> ``sensor_msgs/CameraInfo`` of a rectified pinhole image (no distortion)."""
+    """:class:`Intrinsics` -> ``sensor_msgs/CameraInfo`` of a rectified pinhole image: D = 0 (plumb_bob),
+    R = I, P = [K | 0] (:func:`~depth_sfm_ros.msgs.camera_info.camera_info_fields`; what the node publishes
+    as ``~/depth/camera_info``)."""
+    return _camera_info(camera_info_fields(intrinsics), header)
+
+
+def camera_model_to_camera_info(model: CameraModel, header: Any = None) -> Any:
+    """:class:`~depth_sfm_ros.geometry.camera_model.CameraModel` -> ``sensor_msgs/CameraInfo`` carrying its
+    whole calibration (raw K, D, R, P, model name), as a camera driver publishes it."""
+    return _camera_info(camera_model_fields(model), header)
+
+
+def _camera_info(fields: dict[str, Any], header: Any) -> Any:
     from sensor_msgs.msg import CameraInfo
 
-    fields = camera_info_fields(intrinsics)
     msg = CameraInfo()
     if header is not None:
         msg.header = header

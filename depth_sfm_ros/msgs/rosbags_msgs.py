@@ -14,8 +14,9 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from depth_sfm_ros.geometry import Intrinsics, Pose
+from depth_sfm_ros.geometry.camera_model import CameraModel
 
-from .camera_info import camera_info_fields
+from .camera_info import camera_info_fields, camera_model_fields
 from .image import encode_compressed, encode_image
 from .odometry import odometry_fields
 from .stamps import nanoseconds_to_sec_nanosec
@@ -74,8 +75,17 @@ def compressed_image_to_msg(image_rgb: np.ndarray, stamp_ns: int, frame_id: str,
 
 # --- camera info ------------------------------------------------------------------------------
 def camera_info_to_msg(intrinsics: Intrinsics, stamp_ns: int, frame_id: str) -> Any:
-    """sensor_msgs/CameraInfo of an undistorted pinhole camera (plumb_bob, zero distortion)."""
-    fields = camera_info_fields(intrinsics)
+    """sensor_msgs/CameraInfo of a rectified pinhole image: D = 0 (plumb_bob), R = I, P = [K | 0]
+    (:func:`~depth_sfm_ros.msgs.camera_info.camera_info_fields`, as the node publishes its depth's)."""
+    return _camera_info_msg(camera_info_fields(intrinsics), stamp_ns, frame_id)
+
+
+def camera_model_to_msg(model: CameraModel, stamp_ns: int, frame_id: str) -> Any:
+    """sensor_msgs/CameraInfo carrying ``model``'s whole calibration (raw K, D, R, P, model name)."""
+    return _camera_info_msg(camera_model_fields(model), stamp_ns, frame_id)
+
+
+def _camera_info_msg(fields: dict[str, Any], stamp_ns: int, frame_id: str) -> Any:
     roi = types()["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0, do_rectify=False)
     return types()[MSG_CAMERA_INFO](header=header(stamp_ns, frame_id), height=fields["height"], width=fields["width"],
                                     distortion_model=fields["distortion_model"], d=fields["d"], k=fields["k"].copy(),

@@ -26,7 +26,8 @@ BAD_INPUT_KINDS = (
     "stamp_backwards",       # stamp older than the previous frame (odometry reset)
     "missing_camera_info",   # no CameraInfo ever received: fallback intrinsics used
     "camera_info_unsynced",  # CameraInfo received, none within the stamp tolerance: latest one used
-    "bad_camera_info",       # CameraInfo with an unusable K or size
+    "bad_camera_info",       # CameraInfo with an unusable calibration (K, size, coefficient count, ...)
+    "unsupported_camera_model",  # raw input whose distortion model cannot be undistorted: no depth for it
     "missing_frame_id",      # empty header.frame_id and no camera_frame parameter: frame skipped
     "pipeline_error",        # the Pipeline raised on a frame
     "bad_external_odometry",  # scale_mode external: an Odometry whose speed is NaN / infinite: ignored

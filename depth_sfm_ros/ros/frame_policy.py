@@ -6,8 +6,10 @@ An image message's way through the node, every step once and in this order::
                        └─> LatestSlot           (sync.py: one-frame mailbox; an overwritten frame is dropped)
     node worker    ──> FramePolicy.process      (worker thread)
                        ├─> msgs decode          (raw: the checked layout; compressed: OpenCV)
-                       ├─> CameraInfoCache /    (sync.py: intrinsics by stamp, the CameraInfo wait and fallback;
+                       ├─> CameraInfoCache /    (sync.py: camera model by stamp, the CameraInfo wait and fallback;
                        │   SpeedCache            the external speed for scale_mode external)
+                       ├─> camera input         (geometry.camera_model: rectified -> P, raw -> K or undistorted
+                       │                         with cached remap tables; the published depth is in that geometry)
                        ├─> Pipeline.process     (runtime: image checks, continuity, intrinsics scaling, networks)
                        └─> odometry             (outputs.odometry_pose, geometry.twist_in_current_frame, covariances)
     node._publish  ──> msgs.rclpy_msgs builders, then FramePolicy.finish (timings, diagnostics counters)
@@ -28,7 +30,9 @@ from typing import Any, Callable
 import numpy as np
 
 from depth_sfm_ros.geometry import Intrinsics, Pose, twist_in_current_frame
-from depth_sfm_ros.msgs import (INPUT_ENCODINGS, ImageDecodeError, camera_info_to_intrinsics, compressed_msg_to_numpy,
+from depth_sfm_ros.geometry.camera_model import (CameraInputResolver, CameraModel, InputGeometry,
+                                                 UnsupportedCameraModel, topic_is_rectified)
+from depth_sfm_ros.msgs import (INPUT_ENCODINGS, ImageDecodeError, camera_info_to_model, compressed_msg_to_numpy,
                                 decode_image, image_layout, odometry_speed_mps, stamp_to_nanoseconds)
 
 from . import outputs
@@ -60,7 +64,9 @@ class OdometryOutput:
 @dataclass
 class FrameOutput:
     """One processed frame: what the node publishes (``result``, ``odometry``; headers with the input
-    stamp ``frame.msg.header.stamp`` and ``frame_id``) and the stage times so far (monotonic seconds)."""
+    stamp ``frame.msg.header.stamp`` and ``frame_id``) and the stage times so far (monotonic seconds).
+    ``image`` is what the Pipeline was given (undistorted for a raw distorted camera), in the geometry of
+    ``result.depth_m`` / ``result.intrinsics``, so point colours match the depth pixels."""
 
     frame: InputFrame
     frame_id: str
@@ -94,13 +100,15 @@ class FramePolicy:
         pipeline: the :class:`~depth_sfm_ros.runtime.pipeline.Pipeline` (anything with its ``process``).
         logger: the node's logger.
         camera_info_topic / external_odometry_topic: resolved names for log lines.
+        image_topic: the resolved image topic: with ``camera_input: auto`` its name says whether the images
+            are rectified (``image_rect*``) or raw (:func:`~depth_sfm_ros.geometry.camera_model.topic_is_rectified`).
         stats: the counters (a new :class:`NodeStats` when None).
         clock: monotonic seconds (stage times, latency).
     """
 
     def __init__(self, params: NodeParams, pipeline: Any, logger: Any, camera_info_topic: str = "camera_info",
                  external_odometry_topic: str = "external_odometry", stats: NodeStats | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, image_topic: str = "image") -> None:
         self.params = params
         self.pipeline = pipeline
         self.stats = stats if stats is not None else NodeStats()
@@ -112,6 +120,8 @@ class FramePolicy:
         self._external_odometry_topic = external_odometry_topic
         self._slot: LatestSlot[InputFrame] = LatestSlot()
         self._infos = CameraInfoCache()
+        self._camera_input = CameraInputResolver(topic_is_rectified(image_topic, params.camera_input),
+                                                 params.undistort_alpha)
         self._speeds = SpeedCache() if params.scale_mode == "external" else None
         self._last_odom: tuple[Pose, int] | None = None  # (T_odom_child, stamp_ns) of the previous frame
 
@@ -147,13 +157,14 @@ class FramePolicy:
         return True
 
     def add_camera_info(self, msg: Any) -> None:
-        """A CameraInfo message: its intrinsics (from K) join the cache; a bad one is counted and ignored."""
+        """A CameraInfo message: its calibration (a :class:`CameraModel`: K, D, R, P, distortion model) joins
+        the cache; a bad one is counted and ignored. What it means for the images is decided per frame."""
         try:
-            intrinsics = camera_info_to_intrinsics(msg)
-        except ValueError as exc:
+            camera = camera_info_to_model(msg)
+        except (ValueError, TypeError) as exc:
             self.bad_input("bad_camera_info", f"ignoring CameraInfo: {exc}")
             return
-        self._infos.add(stamp_to_nanoseconds(msg.header.stamp), intrinsics)
+        self._infos.add(stamp_to_nanoseconds(msg.header.stamp), camera)
 
     def add_external_odometry(self, msg: Any) -> None:
         """scale_mode external: the speed of an Odometry's child frame (the camera's differs by angular
@@ -194,9 +205,16 @@ class FramePolicy:
             return None
         height, width = image.shape[:2]
         times["decoded"] = self._clock()
-        intrinsics = self._intrinsics(frame.stamp_ns, width, height)
+        camera = self._camera_at(frame.stamp_ns, width, height)
         speed_mps = self._external_speed(frame.stamp_ns)
         times["synced"] = self._clock()  # node_camera_info_wait: the CameraInfo and external-odometry look-ups
+        intrinsics = camera
+        if isinstance(camera, CameraModel):
+            geometry = self._input_geometry(camera, width, height, frame_id)
+            if geometry is None:
+                return None
+            image, intrinsics = geometry.prepare(image), geometry.intrinsics
+        times["undistorted"] = self._clock()  # node_undistort: the remap of a raw distorted camera's image
         # stamp_ns / 1e9 exactly as the bag tools' Frame.stamp_s, so both give the Pipeline the same numbers
         result = self.pipeline.process(image, encoding, frame.stamp_ns / 1_000_000_000, intrinsics,
                                        external_speed_mps=speed_mps, rescale_intrinsics=True)
@@ -215,7 +233,8 @@ class FramePolicy:
         timings_ms = dict(result.timings_ms, node_queued=(t["start"] - received) * 1e3,
                           node_decode=(t["decoded"] - t["start"]) * 1e3,
                           node_camera_info_wait=(t["synced"] - t["decoded"]) * 1e3,
-                          node_pipeline=(t["processed"] - t["synced"]) * 1e3,
+                          node_undistort=(t["undistorted"] - t["synced"]) * 1e3,
+                          node_pipeline=(t["processed"] - t["undistorted"]) * 1e3,
                           node_publish=(t_published - t["processed"]) * 1e3)
         motion_px = result.motion.image.motion_px if result.motion is not None else float("nan")
         self.stats.frame_processed((t_published - received) * 1e3, timings_ms, result.scale, result.scale_valid,
@@ -238,10 +257,10 @@ class FramePolicy:
             self.bad_input(exc.kind, f"dropping image: {exc}")
             return None
 
-    def _intrinsics(self, stamp_ns: int, width: int, height: int) -> Intrinsics | None:
-        """The CameraInfo intrinsics for this stamp (waiting up to ``camera_info_wait_s`` for one that arrives
-        after its image), else the fx/fy/cx/cy parameters, else None (the Pipeline uses the model card's).
-        They may be of another size than the image: the Pipeline scales them."""
+    def _camera_at(self, stamp_ns: int, width: int, height: int) -> CameraModel | Intrinsics | None:
+        """The CameraInfo's camera model for this stamp (waiting up to ``camera_info_wait_s`` for one that
+        arrives after its image; it may be of another size than the image), else the fx/fy/cx/cy parameters
+        (intrinsics of the image as it is, no undistortion), else None (the Pipeline uses the model card's)."""
         p = self.params
         # wait for a CameraInfo that may arrive just after its image, unless none is coming
         wait_s = p.camera_info_wait_s if self._infos.received or "no_camera_info" not in self._once else 0.0
@@ -257,7 +276,28 @@ class FramePolicy:
         if match.status == "unsynced":
             self.bad_input("camera_info_unsynced", f"no CameraInfo within {p.camera_info_sync_tolerance_s} s of "
                                                    f"the image stamp (nearest {match.offset_s:.3f} s): using the newest")
-        return match.intrinsics
+        return match.camera
+
+    def _input_geometry(self, camera: CameraModel, width: int, height: int, frame_id: str) -> InputGeometry | None:
+        """The camera policy for a ``width`` x ``height`` image of ``camera`` (scaled to the image first: a
+        binned / resized stream with the full-size CameraInfo): rectified -> P, raw -> K or undistorted
+        (:func:`~depth_sfm_ros.geometry.camera_model.resolve_input`; the decision is logged when it changes).
+        None when the camera cannot be used: a raw image of a distortion model that cannot be undistorted
+        (``unsupported_camera_model``: no depth rather than depth in the wrong geometry) or an unusable
+        calibration (``bad_camera_info``); both counted and logged, throttled."""
+        try:
+            model = camera if camera.size == (width, height) else camera.scaled(width, height)
+            geometry, changed = self._camera_input.resolve(model)
+        except UnsupportedCameraModel as exc:
+            self.bad_input("unsupported_camera_model", f"not publishing depth for camera '{frame_id}' "
+                                                       f"({self._camera_info_topic}): {exc}")
+            return None
+        except ValueError as exc:
+            self.bad_input("bad_camera_info", f"dropping image: its CameraInfo cannot be used: {exc}")
+            return None
+        if changed:
+            self._logger.info(f"camera '{frame_id}' ({self._camera_info_topic}): {geometry.message}")
+        return geometry
 
     def _external_speed(self, stamp_ns: int) -> float | None:
         """scale_mode external: the external odometry's speed at the image stamp (None: not external, or

@@ -9,7 +9,8 @@ which needs no ROS; this module only moves messages in and out.
 
 Topics (see :mod:`depth_sfm_ros.ros.topics`): subscribes ``image`` (or ``<remapped image>/compressed``),
 ``camera_info`` and, with ``scale_mode: external``, ``external_odometry``; publishes ``~/depth`` (32FC1
-metres, NaN unknown, REP 118), ``~/depth/camera_info``, ``~/depth/colored`` (bgr8, unknown black),
+metres, NaN unknown, REP 118), ``~/depth/camera_info`` (the depth's own geometry: a raw distorted camera's
+images are undistorted first, so D = 0, R = I, P = [K | 0]), ``~/depth/colored`` (bgr8, unknown black),
 ``~/dynamic_mask`` (mono8, 255 moving; none for the first frame after a (re)start, which has no previous
 frame), ``~/odometry``, optional ``~/points`` and TF, and ``/diagnostics``. Every output header carries the
 input stamp; an image output nobody subscribes to is not built or sent.
@@ -57,7 +58,8 @@ class DepthSfmNode(Node):
                                f"{'on' if p.still_detection else 'off'}")
         self._frames = FramePolicy(p, self._pipeline, self.get_logger(),
                                    camera_info_topic=self.resolve_topic_name(topics.CAMERA_INFO_TOPIC),
-                                   external_odometry_topic=self.resolve_topic_name(topics.EXTERNAL_ODOMETRY_TOPIC))
+                                   external_odometry_topic=self.resolve_topic_name(topics.EXTERNAL_ODOMETRY_TOPIC),
+                                   image_topic=self.resolve_topic_name(topics.IMAGE_TOPIC))
         self.stats = self._frames.stats
 
         out_qos = qos_profile(p.output_qos, p.qos_depth)
@@ -126,6 +128,7 @@ class DepthSfmNode(Node):
             self._pub_depth.publish(rclpy_msgs.numpy_to_image_msg(depth_m, "32FC1", header))
             published.append("~/depth")
         if _has_subscribers(self._pub_depth_info):
+            # result.intrinsics: the rectified camera scaled to the depth size (D = 0, R = I, P = [K | 0])
             self._pub_depth_info.publish(rclpy_msgs.intrinsics_to_camera_info(result.intrinsics, header))
             published.append("~/depth/camera_info")
         if _has_subscribers(self._pub_colored):

@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 
 from depth_sfm_ros.geometry import Intrinsics, Pose, backproject_np
+from depth_sfm_ros.msgs import image_to_rgb8
 
 
 def odometry_pose(T_camodom_cam: Pose, T_base_cam: Pose, child_is_base: bool) -> Pose:
@@ -48,17 +49,6 @@ def colored_points(depth_m: np.ndarray, intrinsics: Intrinsics, image_rgb: np.nd
 
 
 def to_rgb8(image: np.ndarray, encoding: str) -> np.ndarray:
-    """A camera image in one of the input encodings -> RGB uint8 (H, W, 3) for point colours."""
-    if encoding == "rgb8":
-        return image
-    if encoding == "bgr8":
-        return image[:, :, ::-1]
-    if encoding == "rgba8":
-        return image[:, :, :3]
-    if encoding == "bgra8":
-        return image[:, :, 2::-1]
-    if image.ndim == 3:
-        image = image[:, :, 0]
-    if image.dtype == np.uint16:
-        image = (image >> 8).astype(np.uint8)
-    return np.repeat(image[:, :, None], 3, axis=2)
+    """A camera image in one of the input encodings -> RGB uint8 (H, W, 3) for point colours
+    (:func:`depth_sfm_ros.msgs.image_to_rgb8`, the one conversion)."""
+    return image_to_rgb8(image, encoding)

@@ -22,6 +22,7 @@ BACKENDS = ("auto", "onnxruntime", "tensorrt", "torch")
 DEVICES = ("auto", "cpu", "cuda")
 IMAGE_TRANSPORTS = ("raw", "compressed")
 QOS_PROFILES = ("sensor_data", "reliable", "best_effort")
+CAMERA_INPUTS = ("auto", "rectified", "raw")
 DEFAULT_MODEL_DIR = str(_RUNTIME_DEFAULT_MODEL_DIR)
 
 
@@ -83,6 +84,14 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("camera_info_wait_s", 0.05, "how long the worker waits for the CameraInfo of an image that "
               "arrived first, s (not once CameraInfo is known to be missing, nor while the camera's intrinsics are "
               "constant: then the newest CameraInfo is used at once)", 0.0, 1.0),
+    ParamSpec("camera_input", "auto", "what the 'image' topic carries: rectified (image_proc's image_rect*: "
+              "intrinsics from the CameraInfo's P, no remap), raw (image_raw: K, and lens distortion (plumb_bob, "
+              "rational_polynomial, equidistant) is undistorted into P's geometry, or OpenCV's optimal one when P "
+              "is unset; depth is published in that rectified geometry), auto (rectified when the remapped image "
+              "topic's name is image_rect*)", choices=CAMERA_INPUTS),
+    ParamSpec("undistort_alpha", 0.0, "raw distorted input with an unset P: 0 = the undistorted image has only "
+              "valid pixels (no black border), 1 = it keeps every raw pixel (OpenCV alpha; fisheye: balance)",
+              0.0, 1.0),
     ParamSpec("fx", 0.0, "fallback focal length x (pixels of the input image) when no CameraInfo arrives; "
               "0 = use the model card's intrinsics", 0.0, 1e6),
     ParamSpec("fy", 0.0, "fallback focal length y, pixels (0 = same as fx)", 0.0, 1e6),
@@ -158,6 +167,8 @@ class NodeParams:
     image_transport: str
     camera_info_sync_tolerance_s: float
     camera_info_wait_s: float
+    camera_input: str
+    undistort_alpha: float
     fallback_fx: float
     fallback_fy: float
     fallback_cx: float
@@ -293,7 +304,8 @@ def validate(values: dict[str, Any], check_model_files: bool = True) -> NodePara
         external_odometry_tolerance_s=v["external_odometry_tolerance_s"],
         external_odometry_wait_s=v["external_odometry_wait_s"], image_transport=v["image_transport"],
         camera_info_sync_tolerance_s=v["camera_info_sync_tolerance_s"],
-        camera_info_wait_s=v["camera_info_wait_s"], fallback_fx=v["fx"], fallback_fy=v["fy"],
+        camera_info_wait_s=v["camera_info_wait_s"], camera_input=v["camera_input"],
+        undistort_alpha=v["undistort_alpha"], fallback_fx=v["fx"], fallback_fy=v["fy"],
         fallback_cx=v["cx"], fallback_cy=v["cy"], odom_frame=odom_frame, base_frame=base_frame,
         camera_frame=camera_frame, T_base_cam=T_base_cam, publish_tf=v["publish_tf"],
         publish_points=v["publish_points"], points_decimation=v["points_decimation"], input_qos=v["input_qos"],

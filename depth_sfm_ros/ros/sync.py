@@ -2,13 +2,13 @@
 
 - :class:`LatestSlot`: the callbacks store the newest frame, the worker takes it; a frame
   overwritten before the worker took it is dropped (counted), so nothing queues.
-- :class:`CameraInfoCache`: recent CameraInfo intrinsics by stamp, matched to an image stamp
-  within a tolerance.
+- :class:`CameraInfoCache`: recent CameraInfo calibrations (camera models) by stamp, matched to an
+  image stamp within a tolerance.
 - :class:`SpeedCache`: recent speeds of an external odometry source (wheel odometry), matched to
   an image stamp within a tolerance (``scale_mode: external``).
 
-Size changes and stamps going backwards are the Pipeline's to notice (``FrameResult.reset_code``), and
-CameraInfo intrinsics of another size are scaled by the Pipeline too.
+Size changes and stamps going backwards are the Pipeline's to notice (``FrameResult.reset_code``); what a
+camera model means for an image (size, undistortion) is :mod:`depth_sfm_ros.geometry.camera_model`'s.
 
 Stamps are integer nanoseconds (exact copies of ``builtin_interfaces/Time``).
 """
@@ -19,7 +19,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from depth_sfm_ros.geometry import Intrinsics
+from depth_sfm_ros.geometry.camera_model import CameraModel
 from depth_sfm_ros.msgs.image import ImageLayout
 
 T = TypeVar("T")
@@ -63,18 +63,19 @@ class LatestSlot(Generic[T]):
 
 @dataclass(frozen=True)
 class InfoMatch:
-    """Result of :meth:`CameraInfoCache.lookup`. ``status``: ``synced`` (within the tolerance),
-    ``constant`` (none within the tolerance, but every cached CameraInfo has the same intrinsics: the
-    newest, used without waiting), ``unsynced`` (the newest CameraInfo, none within the tolerance),
-    ``none`` (never received)."""
+    """Result of :meth:`CameraInfoCache.lookup`: ``camera`` (the cached calibration) and ``status``:
+    ``synced`` (within the tolerance), ``constant`` (none within the tolerance, but every cached CameraInfo
+    has the same calibration: the newest, used without waiting), ``unsynced`` (the newest CameraInfo, none
+    within the tolerance), ``none`` (never received)."""
 
-    intrinsics: Intrinsics | None
+    camera: CameraModel | None
     status: str
     offset_s: float = 0.0
 
 
 class CameraInfoCache:
-    """The last ``capacity`` CameraInfo intrinsics by stamp (thread-safe)."""
+    """The last ``capacity`` CameraInfo calibrations by stamp (thread-safe). Items are compared with ``==``
+    (:class:`~depth_sfm_ros.geometry.camera_model.CameraModel` compares every field)."""
 
     CONSTANT_AFTER = 5  # identical CameraInfos before the camera counts as fixed (see lookup)
 
@@ -82,11 +83,11 @@ class CameraInfoCache:
         if capacity < 1:
             raise ValueError(f"capacity must be >= 1, got {capacity}")
         self._lock = threading.Condition()
-        self._items: collections.deque[tuple[int, Intrinsics]] = collections.deque(maxlen=capacity)
+        self._items: collections.deque[tuple[int, CameraModel]] = collections.deque(maxlen=capacity)
 
-    def add(self, stamp_ns: int, intrinsics: Intrinsics) -> None:
+    def add(self, stamp_ns: int, camera: CameraModel) -> None:
         with self._lock:
-            self._items.append((int(stamp_ns), intrinsics))
+            self._items.append((int(stamp_ns), camera))
             self._lock.notify_all()
 
     @property
@@ -104,29 +105,29 @@ class CameraInfoCache:
 
         Image and CameraInfo travel on separate topics and may arrive in either order (a large image
         can overtake the small CameraInfo sent before it). When every cached CameraInfo holds the same
-        intrinsics (a fixed camera: almost always), the newest is returned at once (``constant``) instead
-        of waiting for what is almost surely the same intrinsics again. The price: the first frames after
-        a change of intrinsics (zoom) whose own CameraInfo is late get the old ones; the first differing
+        calibration (a fixed camera: almost always), the newest is returned at once (``constant``) instead
+        of waiting for what is almost surely the same calibration again. The price: the first frames after
+        a change of calibration (zoom) whose own CameraInfo is late get the old one; the first differing
         CameraInfo ends the shortcut until the cache is uniform again. Otherwise (first messages,
-        intrinsics changing) it waits up to ``wait_s`` for the matching one, then falls back to the
+        calibration changing) it waits up to ``wait_s`` for the matching one, then falls back to the
         newest (``unsynced``) or nothing (``none``)."""
         with self._lock:
             match = self._match(stamp_ns, tolerance_s)
             if match.status != "unsynced":
                 return match
-            if self._intrinsics_constant():
-                return InfoMatch(match.intrinsics, "constant", match.offset_s)
+            if self._calibration_constant():
+                return InfoMatch(match.camera, "constant", match.offset_s)
             if wait_s > 0:
                 self._lock.wait_for(lambda: self._match(stamp_ns, tolerance_s).status == "synced", timeout=wait_s)
             return self._match(stamp_ns, tolerance_s)
 
-    def _intrinsics_constant(self) -> bool:
+    def _calibration_constant(self) -> bool:
         """True when at least ``CONSTANT_AFTER`` CameraInfos (or a full cache) are cached and all agree;
         call with the lock held."""
         if len(self._items) < min(self.CONSTANT_AFTER, self._items.maxlen):
             return False
         first = self._items[0][1]
-        return all(intrinsics == first for _, intrinsics in self._items)
+        return all(camera == first for _, camera in self._items)
 
     def _match(self, stamp_ns: int, tolerance_s: float) -> InfoMatch:
         """:meth:`lookup` without waiting; call with the lock held."""

@@ -25,6 +25,7 @@ import numpy as np
 
 from depth_sfm_ros.bag import rosbags_io as rio
 from depth_sfm_ros.geometry import Intrinsics, Pose, twist_in_current_frame
+from depth_sfm_ros.geometry.camera_model import CameraModel, resolve_input, topic_is_rectified
 
 from .render import SyntheticFrame
 
@@ -98,12 +99,18 @@ class BagFrame:
     depth_m: np.ndarray | None = None
     dynamic_mask: np.ndarray | None = None
     T_odom_cam: Pose | None = None
-    intrinsics: Intrinsics | None = None
+    intrinsics: Intrinsics | None = None  # of image_rgb, by the camera policy (geometry.camera_model)
+    camera_model: CameraModel | None = None  # the CameraInfo's calibration
     frame_ids: dict[str, str] = field(default_factory=dict)  # topic -> header.frame_id
 
 
 def read_rosbag(path: str | Path, topics: SynthBagTopics = SynthBagTopics()) -> list[BagFrame]:
-    """Read a synthetic bag back, grouping messages by header stamp (sorted by stamp)."""
+    """Read a synthetic bag back, grouping messages by header stamp (sorted by stamp).
+
+    Intrinsics follow the node's camera policy (:func:`~depth_sfm_ros.geometry.camera_model.resolve_input`,
+    rectified when the image topic is ``image_rect*``); images are returned as stored, so a camera whose raw
+    images would need undistortion (not a synthetic bag) raises ValueError: read such bags with
+    :mod:`depth_sfm_ros.bag.reader`."""
     by_stamp: dict[int, BagFrame] = {}
     wanted = {topics.image, topics.camera_info, topics.depth, topics.dynamic_mask, topics.odom}
     for topic, _, msg in rio.read_messages(path, sorted(wanted)):
@@ -113,7 +120,12 @@ def read_rosbag(path: str | Path, topics: SynthBagTopics = SynthBagTopics()) -> 
         if topic == topics.image:
             frame.image_rgb = rio.msg_to_image(msg)
         elif topic == topics.camera_info:
-            frame.intrinsics = rio.msg_to_intrinsics(msg)
+            frame.camera_model = rio.msg_to_camera_model(msg)
+            geometry = resolve_input(frame.camera_model, rectified=topic_is_rectified(topics.image))
+            if geometry.remaps:
+                raise ValueError(f"{path}: {topics.camera_info} describes a distorted raw camera ({geometry.message}); "
+                                 f"read_rosbag returns images as stored: use depth_sfm_ros.bag.reader")
+            frame.intrinsics = geometry.intrinsics
         elif topic == topics.depth:
             frame.depth_m = rio.msg_to_image(msg)
         elif topic == topics.dynamic_mask:
