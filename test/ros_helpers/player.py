@@ -21,6 +21,9 @@ Writes the published steps (kind, stamp, size) as JSON to --log and the ground t
 synthetic frames to --gt (npz). Waits for a subscriber on the image topic first.
 With ``--odom-topic`` it also publishes, before each frame, a nav_msgs/Odometry stamped like the frame
 whose twist is the camera's true speed (as wheel odometry would give it; the first frame's is the second's).
+With ``--distorted`` every frame's image is instead the raw image of a camera with strong lens distortion
+looking at a marker plane (ros_helpers/distorted_scene.py, 384 x 128), and its CameraInfo is that camera's
+calibration as a driver sends it (K, D, P); the stamps stay those of the synthetic sequence.
 """
 from __future__ import annotations
 
@@ -39,6 +42,11 @@ from std_msgs.msg import Header
 
 from depth_sfm_ros.msgs import rclpy_msgs
 from depth_sfm_ros.synth.render import SynthConfig, render_sequence
+
+try:
+    from ros_helpers import distorted_scene
+except ImportError:  # run as a script: this folder is on sys.path, not test/
+    import distorted_scene
 
 # steps that consume no synthetic frame (and must produce no output)
 BAD_KINDS = {"bad_encoding", "truncated", "empty", "bad_step", "bad_compressed"}
@@ -76,7 +84,10 @@ def main() -> int:
     parser.add_argument("--info-topic", default="/camera/camera_info")
     parser.add_argument("--wait-s", type=float, default=30.0)
     parser.add_argument("--odom-topic", default="", help="also publish the true speed as nav_msgs/Odometry here")
+    parser.add_argument("--distorted", action="store_true",
+                        help="publish the distorted camera's marker scene (distorted_scene.py) and its raw CameraInfo")
     args = parser.parse_args()
+    distorted = distorted_scene.raw_image() if args.distorted else None
 
     plan = parse_plan(args.plan)
     frames_needed = sum(1 for s in plan if s not in BAD_KINDS)
@@ -127,6 +138,8 @@ def main() -> int:
             stamp_ns = frame.stamp_ns if step != "backwards" else last_stamp_ns - 10_000_000_000
             header.stamp.sec, header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
             image, K = frame.image_rgb, seq.intrinsics
+            if distorted is not None:
+                image = distorted
             if step == "no_frame_id":
                 header.frame_id = ""
             if step == "resize":
@@ -136,6 +149,8 @@ def main() -> int:
                 bad = rclpy_msgs.intrinsics_to_camera_info(K, header)
                 bad.k = [0.0] * 9
                 pub_info.publish(bad)
+            elif distorted is not None:
+                pub_info.publish(rclpy_msgs.camera_model_to_camera_info(distorted_scene.CAMERA, header))
             elif step != "good_noinfo":
                 pub_info.publish(rclpy_msgs.intrinsics_to_camera_info(K, header))
             if pub_odom is not None:

@@ -5,8 +5,9 @@
 Prints READY once the node's ~/depth publisher is discovered. Stops when a ~/depth message
 stamped N has arrived and then a /diagnostics status whose frames_processed equals the number of
 depth images received (the node counts a frame after publishing all its outputs), or at the timeout. Writes
-``rec.npz`` (arrays: depth_<i>, colored_<i>, mask_<i>, points_<i>) and ``rec.json`` (per-message
-metadata: stamps, frame ids, encodings, sizes, odometry poses, CameraInfo, diagnostics values).
+``rec.npz`` (arrays: depth_<i>, colored_<i>, mask_<i>, points_<i> (xyz), points_rgb_<i>) and ``rec.json``
+(per-message metadata: stamps, frame ids, encodings, sizes, odometry poses, CameraInfo (k, d, r, p, model),
+diagnostics values).
 """
 from __future__ import annotations
 
@@ -69,7 +70,9 @@ def main() -> int:
     def info_cb(msg: CameraInfo) -> None:
         meta["depth_info"].append({"stamp_ns": msgs.stamp_to_nanoseconds(msg.header.stamp),
                                    "frame_id": msg.header.frame_id, "width": msg.width, "height": msg.height,
-                                   "k": [float(v) for v in msg.k]})
+                                   "k": [float(v) for v in msg.k], "d": [float(v) for v in msg.d],
+                                   "r": [float(v) for v in msg.r], "p": [float(v) for v in msg.p],
+                                   "distortion_model": msg.distortion_model})
 
     def odom_cb(msg: Odometry) -> None:
         p, q = msg.pose.pose.position, msg.pose.pose.orientation
@@ -81,6 +84,7 @@ def main() -> int:
     def points_cb(msg: PointCloud2) -> None:
         cloud = msgs.pointcloud2_to_numpy(msg)
         arrays[f"points_{len(meta['points'])}"] = np.stack([cloud["x"], cloud["y"], cloud["z"]], axis=1)
+        arrays[f"points_rgb_{len(meta['points'])}"] = msgs.unpack_rgb(cloud["rgb"])
         meta["points"].append({"stamp_ns": msgs.stamp_to_nanoseconds(msg.header.stamp),
                                "frame_id": msg.header.frame_id, "fields": [f.name for f in msg.fields],
                                "point_step": msg.point_step, "n": int(msg.width * msg.height)})
