@@ -465,7 +465,7 @@ def test_decode_image_msg_encodings_and_row_padding():
     assert np.all(big == 41)
     with pytest.raises(ValueError, match="unsupported image encoding"):
         decode_image_msg(msg("yuv422", rgb), Image.__msgtype__)
-    with pytest.raises(ValueError, match="too short"):
+    with pytest.raises(ValueError, match="truncated|expected step"):
         decode_image_msg(Image(header=Header(stamp=Time(sec=0, nanosec=0), frame_id="c"), height=2, width=5,
                                encoding="rgb8", is_bigendian=0, step=15, data=np.zeros(10, np.uint8)),
                          Image.__msgtype__)

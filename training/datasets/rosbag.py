@@ -1,9 +1,9 @@
 """Camera frames from rosbag2 (mcap, sqlite3) and ROS 1 bags, read with ``rosbags``' AnyReader.
 
 The bag is read once: image messages (``sensor_msgs/Image`` rgb8/bgr8/rgba8/bgra8/mono8/mono16
-or ``sensor_msgs/CompressedImage``) are decoded, sorted by header stamp and cached as PNG files
-in a folder with an ``index.json``; ``__getitem__`` then reads one PNG (random access, cheap in
-DataLoader workers). The cache is rebuilt when the bag's files (size, mtime) or the topic change.
+or ``sensor_msgs/CompressedImage``) are decoded with the node's decoders (:mod:`depth_sfm_ros.msgs`), sorted by
+header stamp and cached as PNG files in a folder with an ``index.json``; ``__getitem__`` then reads one PNG
+(random access, cheap in DataLoader workers). The cache is rebuilt when the bag's files (size, mtime) or the topic change.
 Intrinsics come from the first CameraInfo on ``camera_info_topic`` (default:
 ``<image namespace>/camera_info``) through :mod:`depth_sfm_ros.geometry.camera_model`, the node's policy:
 a rectified topic (``image_rect*``) uses P, a raw topic K, and a raw topic with lens distortion
@@ -16,18 +16,18 @@ import json
 import re
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from depth_sfm_ros.geometry import Intrinsics
 from depth_sfm_ros.geometry.camera_model import CameraModel, InputGeometry, resolve_input, topic_is_rectified
+from depth_sfm_ros.msgs import compressed_msg_to_numpy, decode_camera_info, image_msg_to_numpy, image_to_rgb8
 
 from .base import FrameSequence
 from .io import read_rgb, write_png
 
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 CAMERA_INFO_TYPE = "sensor_msgs/msg/CameraInfo"
-CACHE_VERSION = 2  # 2: the CameraInfo's whole calibration (K, D, R, P, model), not only K
+CACHE_VERSION = 3  # 2: the CameraInfo's whole calibration (K, D, R, P, model), not only K; 3: msgs decoders
 
 
 def _bag_signature(path: Path) -> list:
@@ -36,48 +36,27 @@ def _bag_signature(path: Path) -> list:
 
 
 def decode_image_msg(msg, msgtype: str) -> np.ndarray:
-    """A sensor_msgs Image / CompressedImage message -> RGB uint8 (H, W, 3)."""
+    """A sensor_msgs Image / CompressedImage message -> RGB uint8 (H, W, 3), with the node's decoders
+    (:mod:`depth_sfm_ros.msgs`: row padding, ``is_bigendian``, the encoding table; compressed images as the node
+    decodes them) and the one conversion to 8-bit RGB (:func:`depth_sfm_ros.msgs.image_to_rgb8`: 16-bit values
+    rounded as the runtime scales them). Raises ValueError for an unsupported encoding or a bad layout."""
     if msgtype.endswith("CompressedImage"):
-        image = cv2.imdecode(np.frombuffer(bytes(msg.data), dtype=np.uint8), cv2.IMREAD_COLOR)
-        if image is None:
-            raise ValueError(f"cannot decode compressed image (format {msg.format!r})")
-        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-    encoding = msg.encoding.lower()
-    channels = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1, "8uc1": 1, "mono16": 1, "16uc1": 1}
-    if encoding not in channels:
-        raise ValueError(f"unsupported image encoding {msg.encoding!r}; expected one of {sorted(channels)}")
-    dtype = np.dtype(np.uint16) if encoding in ("mono16", "16uc1") else np.dtype(np.uint8)
-    if msg.is_bigendian and dtype.itemsize > 1:
-        dtype = dtype.newbyteorder(">")
-    row_bytes = msg.width * channels[encoding] * dtype.itemsize
-    if msg.step < row_bytes or len(msg.data) < msg.step * msg.height:
-        raise ValueError(f"image data too short: {len(msg.data)} bytes for {msg.height} rows of step {msg.step}")
-    rows = np.frombuffer(bytes(msg.data), dtype=np.uint8)[:msg.step * msg.height].reshape(msg.height, msg.step)
-    pixels = rows[:, :row_bytes].copy().view(dtype).reshape(msg.height, msg.width, channels[encoding])
-    if dtype.itemsize > 1:
-        pixels = (pixels.astype(np.float32) / 257.0).round().astype(np.uint8)
-    if encoding in ("bgr8", "bgra8"):
-        return np.ascontiguousarray(pixels[..., 2::-1])
-    if channels[encoding] == 4:
-        return np.ascontiguousarray(pixels[..., :3])
-    if channels[encoding] == 1:
-        return np.repeat(pixels, 3, axis=2)
-    return pixels
+        image, encoding = compressed_msg_to_numpy(msg)
+    else:
+        image, encoding = image_msg_to_numpy(msg), str(msg.encoding)
+    try:
+        return image_to_rgb8(image, encoding)
+    except ValueError as exc:  # a valid Image that is no camera picture (32FC1 depth, 8UC3)
+        raise ValueError(f"unsupported image encoding {encoding!r} for a camera frame: {exc}") from None
 
 
 def _camera_info_calibration(msg) -> dict:
-    """A CameraInfo (ROS 2 ``k``/``d``/``r``/``p`` or ROS 1 ``K``/``D``/``R``/``P``) -> JSON-able keyword
-    arguments of :meth:`CameraModel.from_fields`."""
-    def field(name: str):
-        value = getattr(msg, name, None)
-        return getattr(msg, name.upper(), None) if value is None else value
-
-    def numbers(value) -> list[float] | None:
-        return None if value is None else [float(v) for v in np.asarray(value, dtype=np.float64).ravel()]
-
-    return {"width": int(msg.width), "height": int(msg.height), "K": numbers(field("k")),
-            "D": numbers(field("d")) or [], "distortion_model": str(getattr(msg, "distortion_model", "") or ""),
-            "P": numbers(field("p")), "R": numbers(field("r"))}
+    """A CameraInfo (ROS 2 ``k``/``d``/``r``/``p`` or ROS 1 ``K``/``D``/``R``/``P``; decoded by
+    :func:`depth_sfm_ros.msgs.decode_camera_info`, as the node reads it) -> JSON-able keyword arguments of
+    :meth:`CameraModel.from_fields`."""
+    info = decode_camera_info(msg)
+    return {"width": info.width, "height": info.height, "K": info.K.ravel().tolist(), "D": info.D.tolist(),
+            "distortion_model": info.distortion_model, "P": info.P.ravel().tolist(), "R": info.R.ravel().tolist()}
 
 
 def _stamp_s(msg, bag_time_ns: int) -> float:
