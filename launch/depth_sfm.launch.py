@@ -2,8 +2,9 @@
 
     ros2 launch depth_sfm_ros depth_sfm.launch.py image:=/camera/image_raw camera_info:=/camera/camera_info
 
-Arguments: image, camera_info (input topics), external_odometry (speed source for scale_mode
-external), model (exported model dir, "" = bundled default),
+Arguments: image, camera_info (input topics; an image_rect* topic is taken as rectified (CameraInfo P), any
+other as raw: K, with lens distortion undistorted by the node, see the camera_input parameter),
+external_odometry (speed source for scale_mode external), model (exported model dir, "" = bundled default),
 backend, scale_mode (camera_height | fixed | external | none; default "" = the params file's, which in the
 shipped config/depth_sfm.yaml is camera_height: a ground vehicle with the camera camera_height_m above a
 visible road; use none for handheld / drone cameras, see the README's "Metric scale"; the effective
@@ -123,7 +124,10 @@ def generate_launch_description() -> LaunchDescription:
     return LaunchDescription([
         DeclareLaunchArgument("image", default_value="/camera/image_raw",
                               description="input sensor_msgs/Image topic (its /compressed sibling when "
-                                          "image_transport is compressed)"),
+                                          "image_transport is compressed): image_rect* (rectified by image_proc: "
+                                          "the CameraInfo's P is used) or image_raw (K; plumb_bob, "
+                                          "rational_polynomial and equidistant distortion is undistorted by the "
+                                          "node); the params file's camera_input (auto) decides from this name"),
         DeclareLaunchArgument("camera_info", default_value="/camera/camera_info",
                               description="input sensor_msgs/CameraInfo topic"),
         DeclareLaunchArgument("external_odometry", default_value="/odom",
