@@ -3,7 +3,8 @@
     ros2 launch depth_sfm_ros depth_sfm.launch.py image:=/camera/image_raw camera_info:=/camera/camera_info
 
 Arguments: image, camera_info (input topics; an image_rect* topic is taken as rectified (CameraInfo P), any
-other as raw: K, with lens distortion undistorted by the node, see the camera_input parameter),
+other as raw: K, with lens distortion undistorted by the node; camera_input auto | rectified | raw overrides
+the guess, "" = the params file's),
 external_odometry (speed source for scale_mode external), model (exported model dir, "" = bundled default),
 backend, scale_mode (camera_height | fixed | external | none; default "" = the params file's, which in the
 shipped config/depth_sfm.yaml is camera_height: a ground vehicle with the camera camera_height_m above a
@@ -14,8 +15,8 @@ namespace, a copy of it whose topics are in that namespace; rviz2 is optional, n
 without it the launch says how to install it and starts the node alone),
 dds_profile (Fast DDS XML profile for the node: default config/fastdds_large_images.xml, or the
 FASTRTPS_DEFAULT_PROFILES_FILE already set; "" = none. Large images need it, see that file).
-The node gets [params_file, overrides]: model/backend/scale_mode/use_sim_time given here win over the file;
-an empty model, backend or scale_mode argument leaves the file's value.
+The node gets [params_file, overrides]: model/backend/scale_mode/camera_input/use_sim_time given here win over
+the file; an empty model, backend, scale_mode or camera_input argument leaves the file's value.
 """
 import os
 import tempfile
@@ -60,7 +61,7 @@ def _file_scale_mode(params_file):
 def _node(context, *args, **kwargs):
     """The node action, built once the arguments are known (empty overrides are left out)."""
     overrides = {"use_sim_time": LaunchConfiguration("use_sim_time").perform(context).lower() in ("true", "1")}
-    for name in ("model", "backend", "scale_mode"):
+    for name in ("model", "backend", "scale_mode", "camera_input"):
         value = LaunchConfiguration(name).perform(context)
         if value:
             overrides[name] = value
@@ -143,6 +144,10 @@ def generate_launch_description() -> LaunchDescription:
                                           "fixed (known-scale model) | none (handheld / drone: relative units). "
                                           f"'' = the params file's, which in the shipped config/depth_sfm.yaml is "
                                           f"{SCALE_MODE_DEFAULT}"),
+        DeclareLaunchArgument("camera_input", default_value="",
+                              description="auto (an image_rect* topic is rectified: CameraInfo P; any other is raw: "
+                                          "K and D, undistorted by the node) | rectified | raw ('' = the params "
+                                          "file's, which in the shipped config/depth_sfm.yaml is auto)"),
         DeclareLaunchArgument("params_file", default_value=os.path.join(share, PARAMS_FILE),
                               description="node parameters (YAML)"),
         DeclareLaunchArgument("namespace", default_value="", description="namespace of the node and its outputs"),

@@ -79,3 +79,17 @@ def test_fallback_intrinsics():
     p = params.validate({"fx": 200.0}, check_model_files=False)
     K = p.fallback_intrinsics(320, 96)
     assert (K.fx, K.fy, K.cx, K.cy) == (200.0, 200.0, 159.5, 47.5)
+
+
+def test_readme_parameter_table_states_the_real_defaults():
+    """The README's node parameter table (| `name` | `default` | ...) lists every parameter with params.py's default
+    (it once said mask_threshold 0.5 while the node used 0.15)."""
+    import ast
+    import re
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    rows = dict(re.findall(r"^\| `(\w+)` \| `([^`]*)` \|", readme, flags=re.M))
+    missing = sorted(set(PARAMETERS_BY_NAME) - set(rows))
+    assert not missing, f"README parameter table lacks {missing}"
+    for name, spec in PARAMETERS_BY_NAME.items():
+        assert ast.literal_eval(rows[name]) == spec.default, f"README says {name} = {rows[name]}, params.py {spec.default!r}"

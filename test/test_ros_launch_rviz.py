@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 LAUNCH_FILE = REPO / "launch" / "depth_sfm.launch.py"
 RVIZ_FILE = REPO / "config" / "depth_sfm.rviz"
 LAUNCH_ARGUMENTS = {"image", "camera_info", "model", "backend", "params_file", "namespace", "use_sim_time", "rviz",
-                    "dds_profile", "external_odometry", "scale_mode"}
+                    "dds_profile", "external_odometry", "scale_mode", "camera_input"}
 # rviz display class -> the message type it shows
 RVIZ_CLASSES = {"rviz_default_plugins/Image": "sensor_msgs/msg/Image",
                 "rviz_default_plugins/Odometry": "nav_msgs/msg/Odometry",
@@ -89,8 +89,10 @@ def test_launch_file_names_existing_executables_files_and_topics():
     assert isinstance(parameters, ast.List) and len(parameters.elts) == 2
     assert "params_file" in ast.dump(parameters.elts[0])
     override_names = {ast.literal_eval(e) for e in ast.walk(tree) if isinstance(e, ast.Tuple)
-                      for e in e.elts if isinstance(e, ast.Constant) and e.value in ("model", "backend", "scale_mode")}
-    assert override_names <= set(params.PARAMETERS_BY_NAME) and override_names == {"model", "backend", "scale_mode"}
+                      for e in e.elts if isinstance(e, ast.Constant) and e.value in ("model", "backend", "scale_mode",
+                                                                                               "camera_input")}
+    assert override_names <= set(params.PARAMETERS_BY_NAME) and override_names == {"model", "backend", "scale_mode",
+                                                                                   "camera_input"}
     # remappings are exactly the node's relative input topics
     remappings = _keyword(node, "remappings")
     remapped = {ast.literal_eval(pair.elts[0]) for pair in remappings.elts}
