@@ -197,3 +197,26 @@ class LogThrottle:
                 return False
             self._last[key] = now
             return True
+
+
+def adaptation_diagnostics(status: dict[str, Any]) -> tuple[int, str, list[tuple[str, str]]]:
+    """(level, message, key values) of online adaptation from ``OnlineAdapter.status()``: ERROR (2) when it
+    stopped on a bad loss or an exception (the node keeps running on the last accepted weights), else OK."""
+
+    def text(value: Any, fmt: str = "{:.5f}") -> str:
+        return "nan" if value is None else fmt.format(value)
+
+    frames = status.get("frames", {})
+    values = [
+        ("adapt_state", str(status["state"])), ("adapt_steps", str(status["steps"])),
+        ("adapt_accepted", str(status["accepted"])), ("adapt_rollbacks", str(status["rollbacks"])),
+        ("adapt_swaps", str(status["swaps"])), ("adapt_last_loss", text(status["last_loss"])),
+        ("adapt_heldout_start", text(status["heldout_start"])), ("adapt_heldout_best", text(status["heldout_best"])),
+        ("adapt_heldout_change", text(status["heldout_change"], "{:+.2%}")),
+        ("adapt_last_swap_age_s", text(status["last_swap_age_s"], "{:.1f}")),
+        ("adapt_buffer", f"{status['train_triplets']} training + {status['heldout_triplets']} held-out triplets"),
+        ("adapt_frames_skipped", ", ".join(f"{k} {frames.get(k, 0)}" for k in ("still", "flat", "invalid"))),
+        ("adapt_last_save", status.get("last_save") or "none"),
+    ]
+    level = 2 if status["state"] == "error" else 0
+    return level, str(status["message"]), values

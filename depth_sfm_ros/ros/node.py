@@ -32,8 +32,9 @@ from std_msgs.msg import Header
 
 from depth_sfm_ros.msgs import rclpy_msgs
 from depth_sfm_ros.ros import outputs, params as node_params, topics
+from depth_sfm_ros.ros.diagnostics import adaptation_diagnostics
 from depth_sfm_ros.ros.frame_policy import FrameOutput, FramePolicy
-from depth_sfm_ros.ros.pipeline_factory import create_pipeline
+from depth_sfm_ros.ros.pipeline_factory import attach_online_adapter, create_pipeline
 from depth_sfm_ros.ros.rclpy_setup import declare_and_validate, forward_package_logging, make_tf_broadcaster, qos_profile
 from depth_sfm_ros.runtime.visualize import colorize_depth
 
@@ -53,6 +54,11 @@ class DepthSfmNode(Node):
         self.params = p = declare_and_validate(self)
         self._pipeline = create_pipeline(p)
         self.backend_description = self._pipeline.backend.describe()
+        try:  # adapt_online: a background worker fine-tunes the model (ROS-free: runtime/online_adapter.py)
+            self._adapter = attach_online_adapter(p, self._pipeline)
+        except node_params.ParameterError:
+            self._pipeline.close()
+            raise
         self.get_logger().info(f"model {p.model_dir}, backend {self.backend_description}, scale_mode {p.scale_mode} "
                                f"({self._pipeline.scale.assumption}), still-camera detection "
                                f"{'on' if p.still_detection else 'off'}")
@@ -110,6 +116,8 @@ class DepthSfmNode(Node):
         """Stop the worker thread (call before destroying the node)."""
         self._frames.close()
         self._worker.join(timeout=10.0)
+        if self._adapter is not None:  # stops the adaptation worker; saves to adapt_save_dir
+            self.get_logger().info(f"online adaptation: {self._adapter.close() or 'weights not saved'}")
 
     def close(self) -> None:
         """Release the backend (after :meth:`stop`)."""
@@ -162,6 +170,12 @@ class DepthSfmNode(Node):
         status.values = [KeyValue(key=k, value=v) for k, v in
                          [("backend", self.backend_description)] + self.stats.key_values()]
         array = DiagnosticArray(status=[status])
+        if self._adapter is not None:
+            level, message, values = adaptation_diagnostics(self._adapter.status())
+            array.status.insert(0, DiagnosticStatus(  # the node's own status stays the lastlevel=(DiagnosticStatus.OK, DiagnosticStatus.ERROR)[level > 0],
+                                                 name=f"{self.get_name()}: online adaptation", message=message,
+                                                 hardware_id=self.backend_description,
+                                                 values=[KeyValue(key=k, value=v) for k, v in values]))
         array.header.stamp = self.get_clock().now().to_msg()
         self._pub_diag.publish(array)
 

@@ -129,6 +129,13 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "image may zero; a larger one is kept as motion, degrees", 0.0, 180.0),
     ParamSpec("mask_threshold", 0.15, "dynamic probability above which a pixel is a moving object (255); "
               "0.15 is best for the bundled model on its validation drive (seed 99)", 0.0, 1.0),
+    ParamSpec("adapt_online", False, "online self-supervised adaptation: a background thread fine-tunes the "
+              "model on the live stream and swaps improved weights in between frames (torch backend and a model "
+              "with weights.safetensors only; docs/adapt.md)"),
+    ParamSpec("adapt_buffer_frames", 96, "online adaptation: moving frames kept for training (oldest dropped)",
+              9, 10000),
+    ParamSpec("adapt_save_dir", "", "online adaptation: directory the adapted weights.safetensors (+ model card) "
+              "are saved to at shutdown; '' = not saved"),
     ParamSpec("diagnostics_period_s", 1.0, "period of /diagnostics messages, s", 0.1, 60.0),
     ParamSpec("log_throttle_s", 5.0, "minimum time between two log lines about the same kind of bad input, s",
               0.0, 3600.0),
@@ -194,6 +201,9 @@ class NodeParams:
     mask_threshold: float
     diagnostics_period_s: float
     log_throttle_s: float
+    adapt_online: bool = False
+    adapt_buffer_frames: int = 96
+    adapt_save_dir: str = ""
     pose_covariance: tuple[float, ...] = field(default=(0.0,) * 36)
 
     def up_cam(self) -> tuple[float, float, float]:
@@ -315,7 +325,8 @@ def validate(values: dict[str, Any], check_model_files: bool = True) -> NodePara
         still_threshold_px=v["still_threshold_px"], still_max_translation_m=v["still_max_translation_m"],
         still_max_rotation_deg=v["still_max_rotation_deg"], mask_threshold=v["mask_threshold"],
         diagnostics_period_s=v["diagnostics_period_s"], log_throttle_s=v["log_throttle_s"],
-        pose_covariance=tuple(covariance.ravel().tolist()),
+        pose_covariance=tuple(covariance.ravel().tolist()), adapt_online=v["adapt_online"],
+        adapt_buffer_frames=v["adapt_buffer_frames"], adapt_save_dir=os.path.expanduser(v["adapt_save_dir"]),
     )
 
 

@@ -2,6 +2,8 @@
 bare-Pipeline numbers and the node's come from the same configuration)."""
 from __future__ import annotations
 
+from typing import Any
+
 from depth_sfm_ros.ros.params import NodeParams, ParameterError
 from depth_sfm_ros.runtime.motion_gate import MotionGateConfig
 from depth_sfm_ros.runtime.pipeline import Pipeline, PipelineConfig
@@ -34,3 +36,23 @@ def create_pipeline(params: NodeParams) -> Pipeline:
     except (ValueError, RuntimeError, OSError) as exc:
         name = "backend" if params.backend != "auto" and "backend" in str(exc).lower() else "model"
         raise ParameterError(name, f"cannot load {params.model_dir} with backend {params.backend!r}: {exc}") from None
+
+
+def attach_online_adapter(params: NodeParams, pipeline: Pipeline) -> Any:
+    """With ``adapt_online``: a started OnlineAdapter fed by ``pipeline`` (its frame observer), else None.
+    A backend that cannot take new weights (ONNX Runtime, TensorRT) or a model without weights.safetensors
+    is a :class:`ParameterError` naming ``adapt_online``."""
+    if not params.adapt_online:
+        return None
+    from depth_sfm_ros.runtime.online_adapter import OnlineAdaptConfig, create_online_adapter
+
+    try:
+        adapter = create_online_adapter(params.model_dir, pipeline.backend,
+                                        OnlineAdaptConfig(buffer_frames=params.adapt_buffer_frames),
+                                        save_dir=params.adapt_save_dir or None)
+    except ImportError as exc:
+        raise ParameterError("adapt_online", f"needs the training code and torch: {exc}") from None
+    except ValueError as exc:
+        raise ParameterError("adapt_online", str(exc)) from None
+    pipeline.frame_sink = adapter.frame_sink
+    return adapter.start()

@@ -200,6 +200,9 @@ class Pipeline:
         self.motion_gate = MotionGate(config.motion_gate)
         self.odometry = OdometryIntegrator()
         self._warned_intrinsics = False
+        # optional observer of every processed frame: (network input (1,3,h,w) float32, reused next frame; its
+        # intrinsics at network size; the FrameResult). Online adaptation's frame buffer (runtime/online_adapter.py)
+        self.frame_sink: Any = None
         self._has_prev = False
         self._prev_stamp_s: float | None = None
         self._ref_stamp_s: float | None = None  # stamp of the reference frame (in the buffer at self._cur)
@@ -369,6 +372,8 @@ class Pipeline:
             timings_ms={"preprocess": (t1 - t0) * 1e3, "infer": (t2 - t1) * 1e3, "postprocess": (t3 - t2) * 1e3,
                         "total": (t3 - t0) * 1e3},
             still=still, motion_state=motion_state, motion=motion, scale_state=self.scale.state())
+        if self.frame_sink is not None:
+            self.frame_sink(cur_buffer, net_K, result)
         self.frame_index += 1
         return result
 

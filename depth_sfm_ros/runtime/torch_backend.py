@@ -10,6 +10,7 @@ exactly as the export does.
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,16 @@ def load_checkpoint_modules(checkpoint: Path) -> tuple[torch.nn.Module, torch.nn
     from ..models import load_runtime_modules
 
     modules = load_runtime_modules(str(checkpoint))
+    return modules.depth, modules.pose, modules.mask
+
+
+def load_weights_file_modules(path: Path) -> tuple[torch.nn.Module, torch.nn.Module, torch.nn.Module | None]:
+    """(depth, pose, mask | None) runtime-signature modules from an exported model's ``weights.safetensors``."""
+    from ..models import runtime_modules
+    from ..models.weights_file import bundle_from_weights
+
+    bundle, _ = bundle_from_weights(path)
+    modules = runtime_modules(bundle)
     return modules.depth, modules.pose, modules.mask
 
 
@@ -75,32 +86,68 @@ class TorchBackend(Backend):
         self._static = {k: torch.zeros((1, 3, h, w), device=self._torch_device) for k in ("cur", "prev")}
         self._graphs: dict[bool, tuple[Any, dict[str, torch.Tensor]]] = {}
         self.use_cuda_graphs = bool(cuda_graphs) and self.device == "cuda"
+        # online adaptation: a complete new weight set waits here until the next infer() picks it up
+        self._swap_lock = threading.Lock()
+        self._pending: tuple[int, dict[str, torch.nn.Module]] | None = None
+        self.weights_version = 0
+
+    def swap_networks(self, depth_net: torch.nn.Module, pose_net: torch.nn.Module,
+                      mask_net: torch.nn.Module | None = None, version: int | None = None) -> int:
+        """Queue a complete set of runtime-signature networks (e.g. adapted weights); thread-safe.
+
+        The set replaces the running one at the start of the next :meth:`infer`, never during one, so
+        every inference sees one whole weight set. The modules must not be trained further by the caller
+        (pass copies). Returns the version number the backend reports once it is in use."""
+        nets = {"depth": depth_net, "pose": pose_net}
+        if self.has_mask:
+            if mask_net is None:
+                raise ValueError("torch backend: this model has a mask net; a swap must bring one")
+            nets["mask"] = mask_net
+        for net in nets.values():
+            net.eval().to(self._torch_device)
+        with self._swap_lock:
+            version = self.weights_version + 1 if version is None else int(version)
+            self._pending = (version, nets)
+        return version
+
+    def _take_pending(self) -> None:
+        with self._swap_lock:
+            pending, self._pending = self._pending, None
+        if pending is not None:
+            self.weights_version, self.nets = pending[0], pending[1]
+            self._graphs.clear()  # captured graphs hold the old parameters' addresses
 
     @classmethod
     def from_model(cls, model: Path, device: str = "auto", fp16: bool = False, threads: int | None = None,
                    cuda_graphs: bool = True) -> "TorchBackend":
         """From a model dir (its model_card.yaml + checkpoint) or a checkpoint file beside a model card."""
         checkpoint = find_checkpoint(model)
-        if checkpoint is None:
-            raise ModelDirError(f"{model}: no checkpoint (*.pt, *.pth, *.ckpt) for the torch backend")
         card = read_model_card(model if model.is_dir() else model.parent)
-        depth, pose, mask = load_checkpoint_modules(checkpoint)
+        if checkpoint is None:
+            from ..models.weights_file import WEIGHTS_FILE
+            if not (model.is_dir() and (model / WEIGHTS_FILE).is_file()):
+                raise ModelDirError(f"{model}: no checkpoint (*.pt, *.pth, *.ckpt) or {WEIGHTS_FILE} "
+                                    f"for the torch backend")
+            depth, pose, mask = load_weights_file_modules(model / WEIGHTS_FILE)
+        else:
+            depth, pose, mask = load_checkpoint_modules(checkpoint)
         return cls(card, depth, pose, mask, device=device, fp16=fp16, threads=threads, cuda_graphs=cuda_graphs)
 
     # ------------------------------------------------------------------------------------------
     def _forward(self, with_pair: bool) -> dict[str, torch.Tensor]:
         """Run the nets on the static input tensors; returns float32 outputs on the device."""
         cur, prev = self._static["cur"], self._static["prev"]
+        nets = self.nets  # read once: one weight set for the whole forward pass
         # no autocast weight cache under CUDA graphs (cached casts would be captured stale)
         autocast = torch.autocast("cuda", dtype=torch.float16, enabled=self.fp16,
                                   cache_enabled=not self.use_cuda_graphs)
         with autocast:
-            disparity = _first(self.nets["depth"](cur)).float()
+            disparity = _first(nets["depth"](cur)).float()
             out = {"disparity": disparity}
             if with_pair:
-                out["pose"] = _first(self.nets["pose"](prev, cur)).float().reshape(1, 6)
+                out["pose"] = _first(nets["pose"](prev, cur)).float().reshape(1, 6)
                 if self.has_mask:
-                    out["dynamic_prob"] = _first(self.nets["mask"](prev, cur)).float()
+                    out["dynamic_prob"] = _first(nets["mask"](prev, cur)).float()
         out["depth"] = disp_to_depth(out["disparity"], self.card.min_depth, self.card.max_depth)[1]
         return out
 
@@ -123,6 +170,7 @@ class TorchBackend(Backend):
         return outputs
 
     def _infer(self, image_cur: np.ndarray, image_prev: np.ndarray | None) -> BackendOutput:
+        self._take_pending()  # between frames: a queued weight set (online adaptation) comes in here
         with torch.no_grad():
             self._static["cur"].copy_(torch.from_numpy(image_cur))
             if image_prev is not None:

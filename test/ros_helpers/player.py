@@ -17,6 +17,8 @@ Plan steps (``name`` or ``name:count``), each one message ``1/rate`` seconds apa
   bad_info      a CameraInfo with K all zeros, then the next frame without its CameraInfo
   no_frame_id   next frame with an empty header.frame_id (+ CameraInfo)
   bad_compressed  garbage bytes on image/compressed
+  black         next frame's stamp, an all-black rgb8 image (+ CameraInfo): a covered lens
+  nan_info      next frame with a CameraInfo whose K and P are NaN
 Writes the published steps (kind, stamp, size) as JSON to --log and the ground truth of the
 synthetic frames to --gt (npz). Waits for a subscriber on the image topic first.
 With ``--odom-topic`` it also publishes, before each frame, a nav_msgs/Odometry stamped like the frame
@@ -145,7 +147,14 @@ def main() -> int:
             if step == "resize":
                 image = cv2.resize(image, (2 * args.width, 2 * args.height), interpolation=cv2.INTER_LINEAR)
                 K = K.scaled(2 * args.width, 2 * args.height)
-            if step == "bad_info":
+            if step == "black":
+                image = np.zeros_like(image)
+            if step == "nan_info":
+                nan_info = rclpy_msgs.intrinsics_to_camera_info(K, header)
+                nan_info.k = [float("nan")] * 9
+                nan_info.p = [float("nan")] * 12
+                pub_info.publish(nan_info)
+            elif step == "bad_info":
                 bad = rclpy_msgs.intrinsics_to_camera_info(K, header)
                 bad.k = [0.0] * 9
                 pub_info.publish(bad)

@@ -1,0 +1,354 @@
+"""Online self-supervised adaptation inside the node (``adapt_online: true``; docs/adapt.md, "Online").
+
+ROS-free and torch-free at module level. Three parts:
+
+* :class:`FrameBuffer`: bounded buffers of training and held-out *triplets* (three consecutive moving frames
+  at network size, target in the middle), fed from the Pipeline's frame observer (``Pipeline.frame_sink``).
+  Still frames (the motion gate's decision, ``FrameResult.still``) are skipped; a non-finite or flat (black /
+  frozen-to-one-value) image, or non-finite / non-positive intrinsics, is skipped and breaks the run of
+  consecutive frames; a reset (first frame, stamp jump, size change) breaks it too. Triplets do not share
+  frames; every ``heldout_every``-th one goes to the held-out buffer, which no step ever trains on.
+* :class:`OnlineAdapter`: a background worker thread that runs a *learner*'s self-supervised steps on
+  the buffer, with the safeguards: a step whose held-out photometric loss is higher than before, or lower by
+  more than ``max_heldout_drop`` (an implausible jump: a model that masks every pixel scores 0), is rolled
+  back (weights and optimizer state); a non-finite or exploding loss, or any exception, restores the last
+  accepted weights and stops adaptation in the ``error`` state (nothing raises into the caller); accepted
+  weights are handed to ``swap(depth, pose, mask)`` (the torch backend's :meth:`swap_networks`, which takes
+  them in at the start of its next inference); :meth:`OnlineAdapter.save` writes the last accepted weights
+  atomically (the weights-file code's temp file + fsync + ``os.replace``).
+* :func:`create_online_adapter`: the default learner (``depth_sfm_training.online_adapt.PhotometricLearner``:
+  the training loss of the project through ``TrainingForward`` / ``build_loss_inputs`` / ``compute_losses``)
+  on a model directory's ``weights.safetensors``, imported lazily (training code needs torch).
+
+The learner interface (duck-typed): ``step(triplets) -> float`` (one optimizer step, the training loss),
+``heldout_loss(triplets) -> float``, ``snapshot() -> state``, ``restore(state)``,
+``runtime_networks() -> (depth, pose, mask | None)`` (copies, for the swap), ``save(path)``.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import random
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+__all__ = ["OnlineAdaptConfig", "Triplet", "FrameBuffer", "OnlineAdapter", "create_online_adapter",
+           "ADAPT_STATES"]
+
+ADAPT_STATES = ("waiting", "adapting", "stopped", "error")
+
+
+@dataclass
+class OnlineAdaptConfig:
+    buffer_frames: int = 96          # frames kept for training (as triplets: buffer_frames // 3)
+    heldout_triplets: int = 4        # held-out triplets scored after each step (the newest kept)
+    heldout_every: int = 5           # every n-th completed triplet is held out
+    min_train_triplets: int = 4      # steps start when this many training triplets are buffered
+    batch_size: int = 2
+    lr: float = 1e-5
+    explode_factor: float = 10.0     # a training loss above this x the first one is "exploding"
+    max_heldout_drop: float = 0.3    # a step that lowers the held-out loss by more than this fraction is implausible
+                                     # (e.g. depth pushed out of range: every pixel masked, loss 0): rolled back
+    min_flat_std: float = 1e-3       # an image with a smaller std (in [0, 1] units) is flat: skipped
+    step_pause_s: float = 0.05       # the worker sleeps this long after each step (leaves CPU to inference)
+    swap_every_s: float = 5.0        # at most one swap into the backend per this many seconds
+    nice: int = 10                   # the worker thread's niceness increment (Linux), 0 = unchanged
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.buffer_frames < 9:
+            raise ValueError(f"adapt buffer_frames must be >= 9 (three triplets), got {self.buffer_frames}")
+        for name in ("heldout_triplets", "heldout_every", "min_train_triplets", "batch_size"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"adapt {name} must be >= 1, got {getattr(self, name)}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"adapt lr must be a positive number, got {self.lr}")
+
+
+@dataclass
+class Triplet:
+    """images (3, 3, H, W) float32 RGB [0, 1]: target (the middle frame), previous, next; K (3, 3) at (H, W)."""
+    images: np.ndarray
+    K: np.ndarray
+    stamp_s: float
+
+
+class FrameBuffer:
+    """Bounded training / held-out triplet buffers fed frame by frame (thread-safe)."""
+
+    def __init__(self, config: OnlineAdaptConfig) -> None:
+        self.config = config
+        self._lock = threading.Lock()
+        self._run: list[tuple[np.ndarray, np.ndarray, float]] = []
+        self.train: deque[Triplet] = deque(maxlen=max(1, config.buffer_frames // 3))
+        self.heldout: deque[Triplet] = deque(maxlen=config.heldout_triplets)
+        self.heldout_version = 0
+        self.counts = {"offered": 0, "kept": 0, "still": 0, "invalid": 0, "flat": 0, "reset": 0}
+        self._completed = 0
+
+    def offer(self, image: np.ndarray, K: Any, still: bool = False, reset: bool = False,
+              stamp_s: float = 0.0) -> str:
+        """One frame: ``image`` (1, 3, H, W) or (3, H, W) float32 (copied when kept), ``K`` a 3x3 matrix or an
+        object with ``.K``. Returns what happened: kept | still | invalid | flat."""
+        with self._lock:
+            self.counts["offered"] += 1
+            if reset:
+                self.counts["reset"] += 1
+                self._run.clear()
+            if still:
+                self.counts["still"] += 1
+                return "still"  # not a break: the next moving frame continues from the reference
+            try:
+                img = np.asarray(image, dtype=np.float32).reshape(3, *np.shape(image)[-2:])
+                K_arr = np.asarray(getattr(K, "K", K), dtype=np.float64).reshape(3, 3)
+            except (TypeError, ValueError):
+                img, K_arr = None, None
+            if (img is None or not np.isfinite(img).all() or not np.isfinite(K_arr).all()
+                    or K_arr[0, 0] <= 0 or K_arr[1, 1] <= 0):
+                self.counts["invalid"] += 1
+                self._run.clear()
+                return "invalid"
+            if float(img.std()) < self.config.min_flat_std:
+                self.counts["flat"] += 1
+                self._run.clear()
+                return "flat"
+            self.counts["kept"] += 1
+            self._run.append((img.copy(), K_arr.copy(), float(stamp_s)))
+            if len(self._run) == 3:
+                (prev, _, _), (mid, K_mid, stamp), (nxt, _, _) = self._run
+                triplet = Triplet(np.stack([mid, prev, nxt]), K_mid.astype(np.float32), stamp)
+                self._run.clear()
+                self._completed += 1
+                if self._completed % self.config.heldout_every == 0:
+                    self.heldout.append(triplet)
+                    self.heldout_version += 1
+                else:
+                    self.train.append(triplet)
+            return "kept"
+
+    def sample_train(self, n: int, rng: random.Random) -> list[Triplet]:
+        with self._lock:
+            items = list(self.train)
+        return rng.sample(items, min(n, len(items)))
+
+    def heldout_set(self) -> tuple[int, list[Triplet]]:
+        with self._lock:
+            return self.heldout_version, list(self.heldout)
+
+    def sizes(self) -> tuple[int, int]:
+        with self._lock:
+            return len(self.train), len(self.heldout)
+
+
+def _finite(x: Any) -> bool:
+    try:
+        return math.isfinite(float(x))
+    except (TypeError, ValueError):
+        return False
+
+
+class OnlineAdapter:
+    """The background worker and its safeguards; see the module docstring. Never raises from its public
+    methods into the node (``save`` returns an error text instead)."""
+
+    def __init__(self, learner: Any, config: OnlineAdaptConfig | None = None,
+                 swap: Callable[..., Any] | None = None, save_dir: str | os.PathLike | None = None,
+                 model_dir: str | os.PathLike | None = None) -> None:
+        self.config = config or OnlineAdaptConfig()
+        self.learner = learner
+        self.buffer = FrameBuffer(self.config)
+        self.swap = swap
+        self.save_dir = Path(save_dir) if save_dir else None
+        self.model_dir = Path(model_dir) if model_dir else None
+        self._learner_lock = threading.Lock()  # a step and a save never overlap
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._rng = random.Random(self.config.seed)
+        self.state = "waiting"
+        self.message = "waiting for moving frames"
+        self.steps = self.accepted = self.rollbacks = self.swaps = self.implausible = 0
+        self.first_loss: float | None = None
+        self.last_loss: float | None = None
+        self.heldout_start: float | None = None
+        self.heldout_best: float | None = None   # the latest accepted held-out loss (the held-out set changes)
+        self._heldout_ratio = 1.0  # product over accepted steps of after / before, each on one held-out set
+        self.last_swap_time: float | None = None
+        self.last_save: str = ""
+        self._pending_swap = False
+        self._heldout_cache: tuple[int, float] | None = None
+
+    # ------------------------------------------------------------------ feeding (inference thread)
+    def frame_sink(self, image: np.ndarray, K: Any, result: Any) -> None:
+        """``Pipeline.frame_sink``: offer the frame (the FrameResult's still / reset decide); never raises."""
+        try:
+            self.buffer.offer(image, K, still=bool(getattr(result, "still", False)),
+                              reset=bool(getattr(result, "reset", False)),
+                              stamp_s=float(getattr(result, "stamp_s", 0.0)))
+        except Exception as exc:  # pragma: no cover - defensive: the inference path must not fail here
+            log.warning("online adaptation: frame not buffered: %s", exc)
+
+    # ------------------------------------------------------------------ worker
+    def start(self) -> "OnlineAdapter":
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="depth_sfm_adapt", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+
+    def close(self, save: bool = True) -> str:
+        """Stop the worker and (``save`` and a save_dir) save the last accepted weights; returns save()'s text."""
+        self.stop()
+        return self.save() if save and self.save_dir is not None and self.accepted else ""
+
+    def _run(self) -> None:
+        if self.config.nice and hasattr(os, "setpriority") and hasattr(threading, "get_native_id"):
+            try:  # Linux: a thread is a task, its niceness is its own
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(),
+                               os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) + self.config.nice)
+            except OSError:
+                pass
+        while not self._stop.is_set():
+            try:
+                did_step = self.run_one_step()
+            except Exception as exc:  # never into the node: the error state says it
+                self._fail(f"{type(exc).__name__}: {exc}")
+            if self.state == "error":
+                return
+            self._stop.wait(self.config.step_pause_s if did_step else 0.2)
+        if self.state != "error":
+            self.state = "stopped"
+
+    def _fail(self, message: str) -> None:
+        self.state = "error"
+        self.message = f"adaptation stopped: {message}; the last accepted weights stay in use"
+        log.error("online adaptation: %s", self.message)
+
+    def _heldout_before(self, version: int, heldout: list[Triplet]) -> float:
+        if self._heldout_cache is None or self._heldout_cache[0] != version:
+            self._heldout_cache = (version, float(self.learner.heldout_loss(heldout)))
+        return self._heldout_cache[1]
+
+    def run_one_step(self) -> bool:
+        """One guarded step (the worker's loop body; tests call it directly). Returns whether a step ran."""
+        if self.state == "error":
+            return False
+        n_train, n_held = self.buffer.sizes()
+        if n_train < self.config.min_train_triplets or n_held < 1:
+            self.state = "waiting"
+            self.message = (f"waiting for moving frames: {n_train}/{self.config.min_train_triplets} training and "
+                            f"{n_held}/1 held-out triplets")
+            return False
+        with self._learner_lock:
+            version, heldout = self.buffer.heldout_set()
+            before = self._heldout_before(version, heldout)
+            if not _finite(before):
+                self._fail(f"held-out loss is {before} before a step")
+                return False
+            if self.heldout_start is None:
+                self.heldout_start = self.heldout_best = before
+            snapshot = self.learner.snapshot()
+            loss = self.learner.step(self.buffer.sample_train(self.config.batch_size, self._rng))
+            self.steps += 1
+            if not _finite(loss) or (self.first_loss is not None
+                                     and float(loss) > self.config.explode_factor * self.first_loss):
+                self.learner.restore(snapshot)
+                self._fail(f"training loss {loss} at step {self.steps} (first {self.first_loss})")
+                return True
+            if self.first_loss is None:
+                self.first_loss = float(loss)
+            self.last_loss = float(loss)
+            after = float(self.learner.heldout_loss(heldout))
+            implausible = _finite(after) and after < before * (1.0 - self.config.max_heldout_drop)
+            self.implausible += int(implausible)
+            if not _finite(after) or after > before or implausible:
+                self.learner.restore(snapshot)
+                if not _finite(after):
+                    self._fail(f"held-out loss {after} after step {self.steps}")
+                    return True
+                self.rollbacks += 1
+            else:
+                self.accepted += 1
+                self._heldout_cache = (version, after)
+                self.heldout_best = after
+                self._heldout_ratio *= after / before if before > 0 else 1.0
+                self._pending_swap = True
+            self.state = "adapting"
+            self.message = "adapting"
+            now = time.monotonic()
+            if (self._pending_swap and self.swap is not None
+                    and (self.last_swap_time is None or now - self.last_swap_time >= self.config.swap_every_s)):
+                self.swap(*self.learner.runtime_networks())
+                self._pending_swap = False
+                self.swaps += 1
+                self.last_swap_time = now
+        return True
+
+    # ------------------------------------------------------------------ saving
+    def save(self, directory: str | os.PathLike | None = None) -> str:
+        """Write the last accepted weights to ``directory`` (default ``save_dir``) / weights.safetensors
+        atomically (+ a copy of the start model's model_card.yaml, so the directory loads with the torch
+        backend). Returns a one-line result; never raises."""
+        target = Path(directory) if directory else self.save_dir
+        if target is None:
+            return "online adaptation: no save directory (adapt_save_dir is empty)"
+        try:
+            target.mkdir(parents=True, exist_ok=True)
+            with self._learner_lock:
+                path = self.learner.save(target / "weights.safetensors")
+            card = self.model_dir / "model_card.yaml" if self.model_dir else None
+            if card is not None and card.is_file() and not (target / "model_card.yaml").exists():
+                from ..fileio import atomic_write
+
+                with atomic_write(target / "model_card.yaml", "w", encoding="utf-8", file_mode=0o644) as handle:
+                    handle.write(card.read_text(encoding="utf-8"))
+            self.last_save = f"saved {path} after {self.accepted} accepted steps"
+        except Exception as exc:
+            self.last_save = f"save to {target} failed: {type(exc).__name__}: {exc}"
+            log.error("online adaptation: %s", self.last_save)
+        return self.last_save
+
+    # ------------------------------------------------------------------ diagnostics
+    def status(self) -> dict[str, Any]:
+        n_train, n_held = self.buffer.sizes()
+        # the held-out set is renewed as the stream goes on: the trend multiplies the per-step changes, each
+        # measured before and after the step on the same held-out triplets
+        trend = None if self.heldout_start is None else self._heldout_ratio - 1.0
+        return {
+            "state": self.state, "message": self.message, "steps": self.steps, "accepted": self.accepted,
+            "rollbacks": self.rollbacks, "implausible": self.implausible, "swaps": self.swaps, "last_loss": self.last_loss,
+            "heldout_start": self.heldout_start, "heldout_best": self.heldout_best, "heldout_change": trend,
+            "last_swap_age_s": None if self.last_swap_time is None else time.monotonic() - self.last_swap_time,
+            "train_triplets": n_train, "heldout_triplets": n_held, "frames": dict(self.buffer.counts),
+            "last_save": self.last_save,
+        }
+
+
+def create_online_adapter(model_dir: str | os.PathLike, backend: Any, config: OnlineAdaptConfig | None = None,
+                          save_dir: str | os.PathLike | None = None) -> OnlineAdapter:
+    """The node's adapter: the torch backend only (it can take new weights between frames), the model
+    directory's ``weights.safetensors`` as the start. ValueError with the reason otherwise."""
+    if getattr(backend, "name", "") != "torch" or not hasattr(backend, "swap_networks"):
+        raise ValueError(f"adapt_online needs the torch backend (backend: torch); the {getattr(backend, 'name', '?')} "
+                         f"backend cannot take new weights while running (ONNX Runtime would need a re-export, "
+                         f"TensorRT an engine rebuild, in the background; not built: docs/adapt.md)")
+    weights = Path(model_dir) / "weights.safetensors"
+    if not weights.is_file():
+        raise ValueError(f"adapt_online needs {weights} (the model's PyTorch weights; re-export the model)")
+    config = config or OnlineAdaptConfig()
+    from depth_sfm_training.online_adapt import PhotometricLearner  # lazy: training code needs torch
+
+    learner = PhotometricLearner.from_weights(weights, lr=config.lr, device=getattr(backend, "device", "cpu"))
+    return OnlineAdapter(learner, config, swap=backend.swap_networks, save_dir=save_dir, model_dir=model_dir)

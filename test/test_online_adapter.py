@@ -1,0 +1,336 @@
+"""Online adaptation (runtime/online_adapter.py, training/online_adapt.py, TorchBackend.swap_networks): the
+frame buffer, the rollback, the error stop, the atomic swap into the torch backend and the atomic save.
+ROS-free; the real-network tests use a tiny lite model (64x128)."""
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("safetensors")
+
+from depth_sfm_ros.runtime.online_adapter import FrameBuffer, OnlineAdapter, OnlineAdaptConfig, Triplet  # noqa: E402
+
+H, W = 64, 128
+K = np.array([[100.0, 0, 64], [0, 100.0, 32], [0, 0, 1]])
+
+
+def _frame(seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).random((1, 3, H, W), dtype=np.float32)
+
+
+def _feed(buffer: FrameBuffer, n: int, start: int = 0) -> None:
+    for i in range(start, start + n):
+        buffer.offer(_frame(i), K, stamp_s=0.1 * i)
+
+
+# ----------------------------------------------------------------------------------------------- buffer
+def test_buffer_is_bounded_and_holds_out_every_nth_triplet():
+    buffer = FrameBuffer(OnlineAdaptConfig(buffer_frames=12, heldout_triplets=2, heldout_every=3))
+    _feed(buffer, 60)  # 20 triplets: 6 held out, 14 for training
+    assert buffer.sizes() == (4, 2)  # bounded: 12 frames = 4 triplets; 2 held-out
+    assert buffer.counts["kept"] == 60
+    train_stamps = {t.stamp_s for t in buffer.train}
+    held_stamps = {t.stamp_s for t in buffer.heldout}
+    assert not train_stamps & held_stamps
+    t = buffer.train[-1]
+    assert t.images.shape == (3, 3, H, W) and t.K.shape == (3, 3)
+    # target is the middle frame, then previous, then next
+    assert np.array_equal(t.images[0], _frame(round(t.stamp_s / 0.1))[0])
+    assert np.array_equal(t.images[1], _frame(round(t.stamp_s / 0.1) - 1)[0])
+
+
+def test_buffer_skips_still_flat_and_invalid_frames():
+    buffer = FrameBuffer(OnlineAdaptConfig())
+    assert buffer.offer(_frame(0), K, still=True) == "still"
+    assert buffer.offer(np.zeros((1, 3, H, W), np.float32), K) == "flat"  # a black frame
+    bad = _frame(1)
+    bad[0, 0, 0, 0] = np.nan
+    assert buffer.offer(bad, K) == "invalid"
+    assert buffer.offer(_frame(2), np.full((3, 3), np.nan)) == "invalid"  # NaN CameraInfo
+    assert buffer.counts == {"offered": 4, "kept": 0, "still": 1, "invalid": 2, "flat": 1, "reset": 0}
+    assert buffer.sizes() == (0, 0)
+    # still frames do not break a run; a flat one does
+    buffer.offer(_frame(3), K)
+    buffer.offer(_frame(4), K, still=True)
+    buffer.offer(_frame(5), K)
+    buffer.offer(np.full((1, 3, H, W), 0.5, np.float32), K)
+    buffer.offer(_frame(6), K)
+    assert buffer.sizes() == (0, 0)
+    buffer.offer(_frame(7), K)
+    buffer.offer(_frame(8), K)
+    assert buffer.sizes() == (1, 0)
+    assert np.array_equal(buffer.train[0].images[0], _frame(7)[0])
+
+
+def test_frame_sink_reads_the_pipeline_decision():
+    class Result:
+        still, reset, stamp_s = True, False, 1.0
+
+    adapter = OnlineAdapter(learner=None)
+    adapter.frame_sink(_frame(0), K, Result())
+    assert adapter.buffer.counts["still"] == 1 and adapter.buffer.counts["kept"] == 0
+
+
+# ----------------------------------------------------------------------------------------------- safeguards
+class FakeLearner:
+    """weights: one number; held-out loss = |w - 1|; each step adds the next planned delta (or its loss)."""
+
+    def __init__(self, plan):
+        self.w = 0.0
+        self.plan = list(plan)
+        self.saved = []
+
+    def step(self, triplets):
+        delta, loss = self.plan.pop(0)
+        self.w += delta
+        return loss
+
+    def heldout_loss(self, triplets):
+        return abs(self.w - 1.0)
+
+    def snapshot(self):
+        return self.w
+
+    def restore(self, state):
+        self.w = state
+
+    def runtime_networks(self):
+        return (self.w, None, None)
+
+    def save(self, path):
+        self.saved.append(self.w)
+        return path
+
+
+def _ready_adapter(learner, swap=None, **cfg) -> OnlineAdapter:
+    adapter = OnlineAdapter(learner, OnlineAdaptConfig(buffer_frames=30, heldout_every=3, min_train_triplets=2,
+                                                       swap_every_s=0.0, **cfg), swap=swap)
+    _feed(adapter.buffer, 30)
+    return adapter
+
+
+def test_a_step_that_raises_the_heldout_loss_is_rolled_back():
+    swapped = []
+    learner = FakeLearner([(0.2, 1.0), (-0.3, 1.0), (0.2, 0.9)])
+    adapter = _ready_adapter(learner, swap=lambda *nets: swapped.append(nets[0]))
+    assert adapter.run_one_step() and learner.w == 0.2 and swapped == [0.2]
+    assert adapter.run_one_step()  # worse held-out loss: rolled back, nothing swapped
+    assert learner.w == 0.2 and adapter.rollbacks == 1 and swapped == [0.2]
+    assert adapter.run_one_step() and learner.w == pytest.approx(0.4) and swapped == [0.2, pytest.approx(0.4)]
+    status = adapter.status()
+    assert (status["steps"], status["accepted"], status["rollbacks"], status["state"]) == (3, 2, 1, "adapting")
+    assert status["heldout_change"] == pytest.approx(0.6 / 1.0 - 1.0)
+    # a new held-out set (worse frames) does not count as the model getting worse: the trend multiplies
+    # per-step changes measured on one set each
+    adapter.buffer.heldout_version += 1
+    learner.w = 0.4
+    learner.plan.append((-0.1, 1.0))
+    learner.heldout_loss = lambda triplets: abs(learner.w - 1.0) * 3
+    adapter.run_one_step()  # 1.8 -> 2.1 on the new set: rolled back
+    assert adapter.rollbacks == 2 and adapter.status()["heldout_change"] == pytest.approx(-0.4)
+
+
+def test_an_implausibly_large_heldout_drop_is_rolled_back():
+    learner = FakeLearner([(0.5, 1.0), (0.45, 1.0)])  # held-out 1 -> 0.5 (-50 %): rolled back
+    adapter = _ready_adapter(learner)
+    adapter.run_one_step()
+    assert learner.w == 0.0 and adapter.rollbacks == 1 and adapter.implausible == 1
+    adapter.run_one_step()  # 1 -> 0.55 (-45 %)
+    assert learner.w == 0.0 and adapter.rollbacks == 2
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), 1e6])
+def test_nan_or_exploding_loss_stops_adaptation_without_raising(bad):
+    swapped = []
+    learner = FakeLearner([(0.2, 1.0), (0.1, bad), (0.1, 1.0)])
+    adapter = _ready_adapter(learner, swap=lambda *nets: swapped.append(nets[0]))
+    adapter.run_one_step()
+    adapter.run_one_step()
+    assert adapter.state == "error" and "adaptation stopped" in adapter.status()["message"]
+    assert learner.w == 0.2 and swapped == [0.2]  # the bad step's weights never reached the backend
+    assert adapter.run_one_step() is False and learner.w == 0.2  # stays stopped
+
+
+def test_the_worker_thread_reports_exceptions_as_error_state():
+    class Broken(FakeLearner):
+        def step(self, triplets):
+            raise RuntimeError("boom")
+
+    adapter = _ready_adapter(Broken([]), step_pause_s=0.0).start()
+    adapter._thread.join(5)
+    assert not adapter._thread.is_alive()
+    assert adapter.state == "error" and "boom" in adapter.message
+
+
+def test_waits_for_enough_frames():
+    adapter = OnlineAdapter(FakeLearner([]), OnlineAdaptConfig(min_train_triplets=4))
+    _feed(adapter.buffer, 6)
+    assert adapter.run_one_step() is False and adapter.state == "waiting"
+
+
+# ----------------------------------------------------------------------------------------------- real networks
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    from depth_sfm_ros.models.bundle import build_models, validate_model_config
+    from depth_sfm_ros.runtime.export import export_bundle
+
+    torch.manual_seed(0)
+    cfg = validate_model_config({"height": H, "width": W, "use_motion_net": True})
+    bundle = build_models(cfg).eval()
+    out = tmp_path_factory.mktemp("online") / "model"
+    export_bundle(bundle, cfg, out, intrinsics_normalized=[100 / W, 100 / H, 0.5, 0.5])
+    assert (out / "weights.safetensors").is_file()
+    return out
+
+
+def _moving_triplets(n: int) -> list[Triplet]:
+    from depth_sfm_ros.synth import SynthConfig, render_sequence
+
+    seq = render_sequence(SynthConfig(seed=3, width=W, height=H, num_frames=3 * n))
+    imgs = [f.image_rgb.astype(np.float32).transpose(2, 0, 1) / 255.0 for f in seq.frames]
+    Kn = np.asarray(seq.intrinsics.K, np.float32)
+    return [Triplet(np.stack([imgs[3 * i + 1], imgs[3 * i], imgs[3 * i + 2]]), Kn, float(i)) for i in range(n)]
+
+
+@pytest.mark.parametrize("net,noise", [("pose", 0.05), ("depth", 5.0)])
+def test_photometric_learner_steps_and_rolls_back_a_poisoned_step(model_dir, net, noise):
+    """pose noise raises the held-out loss; huge depth noise masks every pixel (loss 0: an implausible drop)."""
+    from depth_sfm_training.online_adapt import PhotometricLearner
+
+    learner = PhotometricLearner.from_weights(model_dir / "weights.safetensors", lr=1e-4)
+    triplets = _moving_triplets(4)
+    loss = learner.step(triplets[:2])
+    assert np.isfinite(loss) and np.isfinite(learner.heldout_loss(triplets[3:]))
+
+    class Poisoned:  # a step that wrecks the depth net: the held-out loss rises, the step is undone
+        def __init__(self, inner):
+            self.inner = inner
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+        def step(self, batch):
+            torch.manual_seed(0)
+            with torch.no_grad():
+                for p in getattr(self.inner.bundle, net).parameters():
+                    p.add_(torch.randn_like(p) * noise)
+            return 1.0
+
+    before = {k: v.clone() for k, v in learner.bundle.state_dict().items()}
+    adapter = OnlineAdapter(Poisoned(learner), OnlineAdaptConfig(min_train_triplets=1))
+    adapter.buffer.train.extend(triplets[:3])
+    adapter.buffer.heldout.append(triplets[3])
+    assert adapter.run_one_step() and adapter.rollbacks == 1 and adapter.accepted == 0
+    assert adapter.implausible == (net == "depth")
+    after = learner.bundle.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+class _ConstNet(torch.nn.Module):
+    """Depth: disparity = value everywhere (slowly); pose: [value]*6. A mix of two versions is visible."""
+
+    def __init__(self, value: float, kind: str) -> None:
+        super().__init__()
+        self.value, self.kind = value, kind
+
+    def forward(self, *images):
+        if self.kind == "depth":
+            time.sleep(0.002)
+            return torch.full((1, 1, H, W), self.value)
+        return torch.full((1, 6), self.value)
+
+
+def test_swap_is_atomic_between_inferences(model_dir):
+    from depth_sfm_ros.runtime.model_dir import read_model_card
+    from depth_sfm_ros.runtime.torch_backend import TorchBackend
+
+    backend = TorchBackend(read_model_card(model_dir), _ConstNet(0.2, "depth"), _ConstNet(0.2, "pose"),
+                           device="cpu")
+    seen = []
+    stop = threading.Event()
+
+    def swapper():
+        i = 0
+        while not stop.is_set():
+            v = (0.2, 0.8)[i % 2]
+            backend.swap_networks(_ConstNet(v, "depth"), _ConstNet(v, "pose"))
+            i += 1
+            time.sleep(0.0005)
+
+    thread = threading.Thread(target=swapper)
+    thread.start()
+    try:
+        image = np.zeros((1, 3, H, W), np.float32)
+        for _ in range(200):
+            out = backend.infer(image, image)
+            seen.append((float(out.disparity[0, 0]), float(out.disparity.min()), float(out.disparity.max()),
+                         float(out.pose_vec[0])))
+    finally:
+        stop.set()
+        thread.join()
+    assert {round(s[0], 3) for s in seen} == {0.2, 0.8}  # both versions were used
+    for first, lo, hi, pose in seen:  # each inference: one whole weight set
+        assert lo == hi == first and pose == pytest.approx(first)
+    assert backend.weights_version > 0
+
+
+def test_torch_backend_loads_weights_safetensors_and_swaps_learner_networks(model_dir):
+    from depth_sfm_training.online_adapt import PhotometricLearner
+    from depth_sfm_ros.runtime.torch_backend import TorchBackend
+
+    backend = TorchBackend.from_model(model_dir, device="cpu")
+    image = _moving_triplets(1)[0].images[:1]
+    before = backend.infer(image, image).disparity.copy()
+    learner = PhotometricLearner.from_weights(model_dir / "weights.safetensors", lr=1e-4)
+    with torch.no_grad():
+        for p in learner.bundle.depth.parameters():
+            p.mul_(1.5)
+    backend.swap_networks(*learner.runtime_networks())
+    after = backend.infer(image, image).disparity
+    assert not np.allclose(before, after)
+
+
+# ----------------------------------------------------------------------------------------------- saving
+def test_save_is_atomic_a_crash_before_replace_keeps_the_last_good_file(model_dir, tmp_path, monkeypatch):
+    from depth_sfm_ros.models.weights_file import bundle_from_weights
+    from depth_sfm_training.online_adapt import PhotometricLearner
+
+    learner = PhotometricLearner.from_weights(model_dir / "weights.safetensors")
+    adapter = OnlineAdapter(learner, save_dir=tmp_path / "saved", model_dir=model_dir)
+    adapter.accepted = 1
+    assert "saved" in adapter.save()
+    good = (tmp_path / "saved" / "weights.safetensors").read_bytes()
+    assert (tmp_path / "saved" / "model_card.yaml").is_file()
+
+    with torch.no_grad():
+        for p in learner.bundle.depth.parameters():
+            p.add_(1.0)
+
+    def crash(src, dst):  # the process dies between the temp file's fsync and the rename
+        raise KeyboardInterrupt("killed")
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(KeyboardInterrupt):
+        learner.save(tmp_path / "saved" / "weights.safetensors")
+    monkeypatch.undo()
+    assert (tmp_path / "saved" / "weights.safetensors").read_bytes() == good
+    bundle_from_weights(tmp_path / "saved")  # loads
+    # and through the adapter, an error is reported, not raised
+    monkeypatch.setattr(os, "replace", lambda s, d: (_ for _ in ()).throw(OSError("disk full")))
+    assert "failed" in adapter.save() and (tmp_path / "saved" / "weights.safetensors").read_bytes() == good
+
+
+def test_create_online_adapter_refuses_other_backends(model_dir):
+    from depth_sfm_ros.runtime.online_adapter import create_online_adapter
+
+    class Ort:
+        name = "onnxruntime"
+
+    with pytest.raises(ValueError, match="torch backend"):
+        create_online_adapter(model_dir, Ort())
