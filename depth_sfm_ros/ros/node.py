@@ -28,7 +28,7 @@ from nav_msgs.msg import Odometry
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
-from std_msgs.msg import Header
+from std_msgs.msg import Empty, Header
 
 from depth_sfm_ros.msgs import rclpy_msgs
 from depth_sfm_ros.ros import outputs, params as node_params, topics
@@ -95,6 +95,10 @@ class DepthSfmNode(Node):
             self.get_logger().info(f"metric scale from the speed on "
                                    f"'{self.resolve_topic_name(topics.EXTERNAL_ODOMETRY_TOPIC)}'")
         self.create_timer(p.diagnostics_period_s, self._publish_diagnostics)
+        if self._adapter is not None:  # save on request; off the executor (a save waits for a running step)
+            self.create_subscription(Empty, topics.ADAPT_SAVE_TOPIC, lambda _msg: threading.Thread(
+                target=lambda: self.get_logger().info(f"online adaptation: {self._adapter.save()}"),
+                daemon=True).start(), 10)
 
         self._worker = threading.Thread(target=self._worker_loop, name="depth_sfm_worker", daemon=True)
         self._worker.start()

@@ -12,6 +12,8 @@ COMPRESSED_SUFFIX = "/compressed"  # image_transport "compressed": <image topic>
 CAMERA_INFO_TOPIC = "camera_info"
 # scale_mode external: another odometry source (wheel odometry) whose twist gives the speed
 EXTERNAL_ODOMETRY_TOPIC = "external_odometry"
+# with adapt_online: a std_msgs/Empty here saves the adapted weights to adapt_save_dir (std_srvs has no wheel here)
+ADAPT_SAVE_TOPIC = "~/adapt/save"
 
 # output topic -> message type
 OUTPUT_TOPICS: dict[str, str] = {
