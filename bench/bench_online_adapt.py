@@ -5,7 +5,7 @@ without adaptation, then with the online adapter attached (its worker thread tra
 ``adapt_online: true`` does in the node). Prints p50 / p90 of the Pipeline's total per-frame time in both
 runs, their ratio, and the adapter's steps, rollbacks, swaps and held-out trend.
 
-    python bench/bench_online_adapt.py --model MODEL_DIR [--frames 150] [--rate 10] [--threads 1]
+    python bench/bench_online_adapt.py --model MODEL_DIR [--frames 150] [--rate 10] [--threads 1] [--duty-cycle 0.2]
 
 MODEL_DIR needs model_card.yaml + weights.safetensors (default: the bundled model). ROS-free.
 """
@@ -22,7 +22,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _run(model: Path, frames, intrinsics, rate_hz: float, threads: int, adapt: bool) -> dict:
+def _run(model: Path, frames, intrinsics, rate_hz: float, threads: int, adapt: bool, duty_cycle: float = 0.2) -> dict:
     from depth_sfm_ros.runtime.online_adapter import OnlineAdaptConfig, create_online_adapter
     from depth_sfm_ros.runtime.pipeline import Pipeline, PipelineConfig
 
@@ -30,7 +30,7 @@ def _run(model: Path, frames, intrinsics, rate_hz: float, threads: int, adapt: b
                                        scale_mode="none"))
     adapter = None
     if adapt:
-        adapter = create_online_adapter(model, pipeline.backend, OnlineAdaptConfig())
+        adapter = create_online_adapter(model, pipeline.backend, OnlineAdaptConfig(duty_cycle=duty_cycle))
         pipeline.frame_sink = adapter.frame_sink
         adapter.start()
     totals = []
@@ -57,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frames", type=int, default=150)
     parser.add_argument("--rate", type=float, default=10.0, help="camera rate, Hz")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (shared by inference and adaptation)")
+    parser.add_argument("--duty-cycle", type=float, default=0.2, help="the adapter's duty_cycle (default as the node)")
     parser.add_argument("--json", type=Path, help="also write the result here")
     args = parser.parse_args(argv)
     if args.model is None:
@@ -73,9 +74,10 @@ def main(argv: list[str] | None = None) -> int:
                                       num_frames=args.frames))
     frames = [seq[i] for i in range(len(seq))]
     base = _run(args.model, frames, seq.intrinsics, args.rate, args.threads, adapt=False)
-    online = _run(args.model, frames, seq.intrinsics, args.rate, args.threads, adapt=True)
+    online = _run(args.model, frames, seq.intrinsics, args.rate, args.threads, adapt=True, duty_cycle=args.duty_cycle)
     ratio = online["p50_ms"] / base["p50_ms"]
-    result = {"model": str(args.model), "rate_hz": args.rate, "threads": args.threads, "baseline": base,
+    result = {"model": str(args.model), "rate_hz": args.rate, "threads": args.threads,
+              "duty_cycle": args.duty_cycle, "baseline": base,
               "adapting": online, "p50_ratio": ratio}
     print(f"pipeline total per frame: baseline p50 {base['p50_ms']:.1f} ms (p90 {base['p90_ms']:.1f}), "
           f"adapting p50 {online['p50_ms']:.1f} ms (p90 {online['p90_ms']:.1f}): x{ratio:.2f} "

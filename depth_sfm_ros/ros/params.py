@@ -134,6 +134,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "with weights.safetensors only; docs/adapt.md)"),
     ParamSpec("adapt_buffer_frames", 96, "online adaptation: moving frames kept for training (oldest dropped)",
               9, 10000),
+    ParamSpec("adapt_duty_cycle", 0.2, "online adaptation: largest fraction of the wall time the worker spends in "
+              "steps (it sleeps between them); lower = less effect on inference latency, slower adaptation",
+              0.01, 1.0),
     ParamSpec("adapt_save_dir", "", "online adaptation: directory the adapted weights.safetensors (+ model card) "
               "are saved to at shutdown; '' = not saved"),
     ParamSpec("diagnostics_period_s", 1.0, "period of /diagnostics messages, s", 0.1, 60.0),
@@ -203,6 +206,7 @@ class NodeParams:
     log_throttle_s: float
     adapt_online: bool = False
     adapt_buffer_frames: int = 96
+    adapt_duty_cycle: float = 0.2
     adapt_save_dir: str = ""
     pose_covariance: tuple[float, ...] = field(default=(0.0,) * 36)
 
@@ -326,7 +330,7 @@ def validate(values: dict[str, Any], check_model_files: bool = True) -> NodePara
         still_max_rotation_deg=v["still_max_rotation_deg"], mask_threshold=v["mask_threshold"],
         diagnostics_period_s=v["diagnostics_period_s"], log_throttle_s=v["log_throttle_s"],
         pose_covariance=tuple(covariance.ravel().tolist()), adapt_online=v["adapt_online"],
-        adapt_buffer_frames=v["adapt_buffer_frames"], adapt_save_dir=os.path.expanduser(v["adapt_save_dir"]),
+        adapt_buffer_frames=v["adapt_buffer_frames"], adapt_duty_cycle=v["adapt_duty_cycle"], adapt_save_dir=os.path.expanduser(v["adapt_save_dir"]),
     )
 
 

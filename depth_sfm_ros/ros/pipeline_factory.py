@@ -48,7 +48,8 @@ def attach_online_adapter(params: NodeParams, pipeline: Pipeline) -> Any:
 
     try:
         adapter = create_online_adapter(params.model_dir, pipeline.backend,
-                                        OnlineAdaptConfig(buffer_frames=params.adapt_buffer_frames),
+                                        OnlineAdaptConfig(buffer_frames=params.adapt_buffer_frames,
+                                                          duty_cycle=params.adapt_duty_cycle),
                                         save_dir=params.adapt_save_dir or None)
     except ImportError as exc:
         raise ParameterError("adapt_online", f"needs the training code and torch: {exc}") from None

@@ -59,7 +59,8 @@ class OnlineAdaptConfig:
     max_heldout_drop: float = 0.3    # a step that lowers the held-out loss by more than this fraction is implausible
                                      # (e.g. depth pushed out of range: every pixel masked, loss 0): rolled back
     min_flat_std: float = 1e-3       # an image with a smaller std (in [0, 1] units) is flat: skipped
-    step_pause_s: float = 0.05       # the worker sleeps this long after each step (leaves CPU to inference)
+    step_pause_s: float = 0.05       # the worker sleeps at least this long after each step (leaves CPU to inference)
+    duty_cycle: float = 0.2          # ... and long enough that steps take at most this fraction of the wall time
     swap_every_s: float = 5.0        # at most one swap into the backend per this many seconds
     nice: int = 10                   # the worker thread's niceness increment (Linux), 0 = unchanged
     seed: int = 0
@@ -70,6 +71,8 @@ class OnlineAdaptConfig:
         for name in ("heldout_triplets", "heldout_every", "min_train_triplets", "batch_size"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"adapt {name} must be >= 1, got {getattr(self, name)}")
+        if not 0.0 < self.duty_cycle <= 1.0:
+            raise ValueError(f"adapt duty_cycle must be in (0, 1], got {self.duty_cycle}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ValueError(f"adapt lr must be a positive number, got {self.lr}")
 
@@ -221,13 +224,17 @@ class OnlineAdapter:
             except OSError:
                 pass
         while not self._stop.is_set():
+            started = time.monotonic()
+            did_step = False
             try:
                 did_step = self.run_one_step()
             except Exception as exc:  # never into the node: the error state says it
                 self._fail(f"{type(exc).__name__}: {exc}")
             if self.state == "error":
                 return
-            self._stop.wait(self.config.step_pause_s if did_step else 0.2)
+            took = time.monotonic() - started
+            self._stop.wait(max(self.config.step_pause_s, took * (1.0 / self.config.duty_cycle - 1.0))
+                            if did_step else 0.2)
         if self.state != "error":
             self.state = "stopped"
 
