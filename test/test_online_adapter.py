@@ -334,3 +334,55 @@ def test_create_online_adapter_refuses_other_backends(model_dir):
 
     with pytest.raises(ValueError, match="torch backend"):
         create_online_adapter(model_dir, Ort())
+
+
+def test_kill_9_during_repeated_saves_leaves_a_loadable_file(model_dir, tmp_path):
+    """A real SIGKILL while a process saves again and again (each save different weights)."""
+    import signal
+    import subprocess
+    import sys
+
+    from depth_sfm_ros.models.weights_file import bundle_from_weights
+
+    target = tmp_path / "weights.safetensors"
+    script = f"""
+import torch
+from depth_sfm_training.online_adapt import PhotometricLearner
+learner = PhotometricLearner.from_weights({str(model_dir / 'weights.safetensors')!r})
+i = 0
+while True:
+    with torch.no_grad():
+        for p in learner.bundle.depth.parameters():
+            p.add_(0.001)
+    learner.save({str(target)!r})
+    i += 1
+    if i == 1:
+        print("first", flush=True)
+"""
+    for delay in (0.05, 0.13, 0.31):
+        proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+        try:
+            assert proc.stdout.readline().strip() == "first"
+            time.sleep(delay)
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+        bundle_from_weights(target)  # the last complete save loads
+        leftovers = [p for p in tmp_path.iterdir() if p.name != target.name]
+        for p in leftovers:  # a killed save may leave its temp file (never the target)
+            assert p.name.startswith(".weights.safetensors.") and p.name.endswith(".tmp")
+
+
+def test_the_node_refuses_adapt_online_without_the_torch_backend(model_dir):
+    from depth_sfm_ros.ros import params
+    from depth_sfm_ros.ros.pipeline_factory import attach_online_adapter, create_pipeline
+
+    p = params.validate({"model": str(model_dir), "backend": "onnxruntime", "adapt_online": True})
+    pipeline = create_pipeline(p)
+    try:
+        with pytest.raises(params.ParameterError) as err:
+            attach_online_adapter(p, pipeline)
+        assert err.value.name == "adapt_online" and "torch backend" in str(err.value)
+        assert attach_online_adapter(params.validate({"model": str(model_dir)}), pipeline) is None
+    finally:
+        pipeline.close()
