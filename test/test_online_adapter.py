@@ -386,3 +386,29 @@ def test_the_node_refuses_adapt_online_without_the_torch_backend(model_dir):
         assert attach_online_adapter(params.validate({"model": str(model_dir)}), pipeline) is None
     finally:
         pipeline.close()
+
+
+def test_heldout_loss_falls_over_a_replayed_sequence(model_dir):
+    """The whole path: Pipeline (torch backend) -> frame_sink -> buffer -> guarded steps -> swaps."""
+    from depth_sfm_ros.runtime.online_adapter import create_online_adapter
+    from depth_sfm_ros.runtime.pipeline import Pipeline, PipelineConfig
+    from depth_sfm_ros.synth import SynthConfig, render_sequence
+
+    pipeline = Pipeline(PipelineConfig(model=str(model_dir), backend="torch", device="cpu", scale_mode="none"))
+    adapter = create_online_adapter(model_dir, pipeline.backend,
+                                    OnlineAdaptConfig(lr=1e-4, min_train_triplets=3, swap_every_s=0.0))
+    pipeline.frame_sink = adapter.frame_sink
+    seq = render_sequence(SynthConfig(seed=11, width=2 * W, height=2 * H, num_frames=30))
+    try:
+        for i in range(len(seq)):
+            pipeline.process(seq[i].image_rgb, "rgb8", seq[i].stamp_s, seq.intrinsics)
+        for _ in range(8):
+            adapter.run_one_step()
+        status = adapter.status()
+        assert status["state"] == "adapting" and status["accepted"] >= 1, status
+        assert status["heldout_change"] < 0 and status["heldout_best"] < status["heldout_start"], status
+        assert pipeline.backend.weights_version == 0  # queued, taken in by the next inference
+        pipeline.process(seq[0].image_rgb, "rgb8", seq[-1].stamp_s + 0.1, seq.intrinsics)
+        assert pipeline.backend.weights_version == status["swaps"] >= 1
+    finally:
+        pipeline.close()

@@ -89,7 +89,8 @@ class TorchBackend(Backend):
         # online adaptation: a complete new weight set waits here until the next infer() picks it up
         self._swap_lock = threading.Lock()
         self._pending: tuple[int, dict[str, torch.nn.Module]] | None = None
-        self.weights_version = 0
+        self.weights_version = 0  # of the set in use; 0 = the loaded model
+        self._queued_versions = 0
 
     def swap_networks(self, depth_net: torch.nn.Module, pose_net: torch.nn.Module,
                       mask_net: torch.nn.Module | None = None, version: int | None = None) -> int:
@@ -106,8 +107,9 @@ class TorchBackend(Backend):
         for net in nets.values():
             net.eval().to(self._torch_device)
         with self._swap_lock:
-            version = self.weights_version + 1 if version is None else int(version)
-            self._pending = (version, nets)
+            self._queued_versions += 1
+            version = self._queued_versions if version is None else int(version)
+            self._pending = (version, nets)  # a set queued earlier and not taken in yet is replaced
         return version
 
     def _take_pending(self) -> None:
