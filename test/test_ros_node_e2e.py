@@ -74,7 +74,7 @@ def _published_topics(domain_id: int) -> dict[str, list[str]]:
 def run(tmp_path_factory):
     """One node process, one played sequence; every test below reads this recording."""
     tmp = tmp_path_factory.mktemp("e2e")
-    model_dir = common.test_model_dir()
+    model_dir = common.test_model_dir(need_mask=True)  # every output, the dynamic mask included
     seq = render_sequence(SynthConfig(width=WIDTH, height=HEIGHT, num_frames=NUM_FRAMES))
     fixed_scale = _scale_for_half_nan(model_dir, seq)
     overrides = {"scale_mode": "fixed", "fixed_scale": fixed_scale, "min_depth_m": MIN_DEPTH_M,

@@ -51,15 +51,16 @@ def node_command(model_dir: str | Path, *extra_ros_args: str) -> list[str]:
             "-r", f"image:={IMAGE_TOPIC}", "-r", f"camera_info:={INFO_TOPIC}", *extra_ros_args]
 
 
-def test_model_dir() -> Path:
-    """The bundled default model when it exists, else an untrained lite model freshly exported
+def test_model_dir(need_mask: bool = False) -> Path:
+    """The bundled default model when it exists (and has a mask network, with ``need_mask``: the bundled
+    real-camera model has none yet), else an untrained lite model with all three networks freshly exported
     with ``runtime.export.export_bundle`` (64x192).
 
     The export takes ~10-20 s on 2 busy cores, so it is cached under the temp dir, keyed by a
     hash of the code that produces it (models/, runtime/export.py, runtime/model_card.py) and
     guarded by a file lock: every ROS test module and session shares one export.
     """
-    if (DEFAULT_MODEL / "model_card.yaml").is_file():
+    if (DEFAULT_MODEL / "model_card.yaml").is_file() and (not need_mask or (DEFAULT_MODEL / "mask.onnx").is_file()):
         return DEFAULT_MODEL
     sources = sorted((REPO / "depth_sfm_ros" / "models").glob("*.py")) + [
         REPO / "depth_sfm_ros" / "runtime" / "export.py", REPO / "depth_sfm_ros" / "runtime" / "model_card.py"]
