@@ -4,10 +4,14 @@ What it measures is in :mod:`depth_sfm_training.real_benchmark` (depth vs a medi
 the per-row median on the same frames, ATE / path-length ratio, still-camera drift, dynamic pixels on a
 static scene, DAVIS mask IoU), per sequence and for the held-out frames no training run has seen.
 Prints a table, then one JSON line; ``--out DIR`` also writes ``real_eval_<stamp>.md`` and ``.json``.
+``--adapt-minutes M`` (or ``--adapt-steps N``) also runs ``depth-sfm adapt`` from the same model on each
+sequence's unseen frames (7-Scenes 300-399; with ``--dataset`` all frames) and adds the start and adapted
+models' scores on the adaptation's held-out frames (docs/adapt.md).
 
     python bench/real_eval.py                                       # bundled model, onnxruntime
     python bench/real_eval.py --model runs/x/checkpoints/last.pt    # a checkpoint (exported first)
     python bench/real_eval.py --dataset tum_rgbd --path ~/data/rgbd_dataset_freiburg1_desk --depth-range 0.1 10
+    python bench/real_eval.py --threads 1 --adapt-minutes 7 --out bench/results   # + before / after adapt
 """
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ import argparse
 import json
 import logging
 import platform
+import shlex
 import sys
 import tempfile
 import time
@@ -23,8 +28,14 @@ from pathlib import Path
 from depth_sfm_ros.runtime.model_dir import DEFAULT_MODEL_DIR
 import yaml
 
-from depth_sfm_training.real_benchmark import (DEFAULT_REAL_ROOT, clean, evaluate, evaluate_dataset, example_strip,
-                                               markdown)
+from depth_sfm_training.real_benchmark import (DEFAULT_REAL_ROOT, AdaptBench, clean, evaluate, evaluate_dataset,
+                                               example_strip, markdown)
+
+
+def _budget(adapt: AdaptBench) -> str:
+    parts = ([f"{adapt.minutes:g} min"] if adapt.minutes is not None else []) + \
+        ([f"{adapt.steps} steps"] if adapt.steps is not None else [])
+    return " / ".join(parts)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,18 +63,35 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="also write real_eval_<stamp>.md / .json here")
     parser.add_argument("--pictures", type=Path, default=None,
                         help="also write a PNG strip of example frames: image | depth | GT depth | mask")
+    parser.add_argument("--adapt-minutes", type=float, default=None,
+                        help="also adapt the model (depth-sfm adapt, this time budget) on each sequence's unseen "
+                             "frames with GT depth and score it before / after on adapt's held-out frames "
+                             "(--max-frames does not shorten this)")
+    parser.add_argument("--adapt-steps", type=int, default=None,
+                        help="the same with a step budget (smoke tests); with --adapt-minutes, whichever ends first")
+    parser.add_argument("--adapt-replay", default="synthetic",
+                        help="adapt's --replay: synthetic (default, adapt's own default), none, a dataset YAML or "
+                             "a folder")
     args = parser.parse_args(argv)
     logging.getLogger("depth_sfm_ros.runtime.pipeline").setLevel(logging.ERROR)  # the resets are deliberate
     if args.dataset is None and not args.real_root.is_dir():
         print(f"real sequences not found at {args.real_root} (see ../shared/real/README.md or docs/real_data.md)",
               file=sys.stderr)
         return 2
+    adapt = None
+    if args.adapt_minutes is not None or args.adapt_steps is not None:
+        if args.adapt_minutes is not None and not args.adapt_minutes > 0:
+            parser.error("--adapt-minutes must be > 0")
+        if args.adapt_steps is not None and args.adapt_steps < 1:
+            parser.error("--adapt-steps must be >= 1")
+        adapt = AdaptBench(minutes=args.adapt_minutes, steps=args.adapt_steps, replay=args.adapt_replay)
     model = args.model
     with tempfile.TemporaryDirectory() as tmp:
         if Path(model).is_file():  # a training checkpoint: export it first, as a user would
             from depth_sfm_ros.runtime.export import export_checkpoint
 
-            export_checkpoint(model, Path(tmp) / "model", weights=False)
+            # adapt fine-tunes the exported weights.safetensors, so write them when adapting
+            export_checkpoint(model, Path(tmp) / "model", weights=adapt is not None)
             model = str(Path(tmp) / "model")
         if args.dataset is not None:
             if args.path is None:
@@ -75,12 +103,14 @@ def main(argv: list[str] | None = None) -> int:
                     parser.error(f"--option must be KEY=VALUE, got {option!r}")
                 dataset[key] = yaml.safe_load(value)
             report = clean(evaluate_dataset(model, args.backend, dataset, args.threads, args.max_frames,
-                                            tuple(args.depth_range), args.camera_height))
+                                            tuple(args.depth_range), args.camera_height, adapt=adapt))
         else:
-            report = clean(evaluate(model, args.backend, args.real_root, args.threads, args.max_frames))
+            report = clean(evaluate(model, args.backend, args.real_root, args.threads, args.max_frames, adapt))
         if args.pictures is not None:
             example_strip(model, args.real_root, args.pictures, args.backend)
     report["model"] = args.model
+    if adapt is not None:
+        report["adapt"] = {"minutes": adapt.minutes, "steps": adapt.steps, "replay": adapt.replay}
     report["machine"] = args.machine or f"{platform.machine()} {platform.processor() or ''}".strip()
     report["stamp"] = time.strftime("%Y%m%dT%H%MZ", time.gmtime())
     table = markdown(report)
@@ -88,9 +118,13 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps(report, allow_nan=False, sort_keys=True))
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
+        command = shlex.join(sys.argv[1:] if argv is None else argv)
+        adapt_line = "" if adapt is None else (
+            f"adapt: `depth-sfm adapt` from the same model, budget {_budget(adapt)}, replay {adapt.replay}, "
+            f"{args.threads} torch thread(s); command: `python bench/real_eval.py {command}`\n\n")
         (args.out / f"real_eval_{report['stamp']}.md").write_text(
             f"# real_eval {report['stamp']}\n\nmodel: `{args.model}` ({args.backend}); machine: {report['machine']}\n\n"
-            f"{table}\n")
+            f"{adapt_line}{table}\n")
         (args.out / f"real_eval_{report['stamp']}.json").write_text(json.dumps(report, indent=1, allow_nan=False))
     return 0
 

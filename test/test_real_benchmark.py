@@ -118,6 +118,56 @@ def test_bench_real_eval_scores_any_dataset_on_committed_fixtures() -> None:
     assert row["odometry"]["gt_speed_mps"] > 0
 
 
+def _ping_pong_seven_scenes(out: Path, order: tuple[int, ...] = (0, 1, 2, 3, 2, 1, 0, 1, 2, 3, 2, 1)) -> Path:
+    """A 12-frame 7-Scenes folder from the committed 4-frame fixture, played forward and back (adapt holds out
+    the last 15 % but at least one 3-frame sample, and trains on at least a batch of 4 samples)."""
+    import shutil
+
+    fixture = REPO / "test" / "fixtures" / "real_formats" / "seven_scenes"
+    out.mkdir()
+    shutil.copy(fixture / "camera-intrinsics.txt", out / "camera-intrinsics.txt")
+    for i, src in enumerate(order):
+        for kind in ("color.jpg", "depth.png", "pose.txt"):
+            shutil.copy(fixture / f"frame-{src:06d}.{kind}", out / f"frame-{i:06d}.{kind}")
+    return out
+
+
+def test_bench_real_eval_adapt_columns_on_committed_fixtures(tmp_path) -> None:
+    """--adapt-steps: adapt the bundled model on the sequence (written to a rosbag2), score the start and the adapted
+    model on adapt's held-out frames: the before / after columns exist, are finite and come from two models."""
+    path = _ping_pong_seven_scenes(tmp_path / "seven_scenes")
+    proc = subprocess.run([sys.executable, str(REPO / "bench" / "real_eval.py"), "--dataset", "seven_scenes",
+                           "--path", str(path), "--depth-range", "0.1", "10", "--threads", "1", "--adapt-steps", "2",
+                           "--adapt-replay", "none", "--out", str(tmp_path / "results")],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert report["adapt"] == {"minutes": None, "steps": 2, "replay": "none"}
+    (seq,) = report["sequences"].values()
+    ad = seq["adaptation"]
+    # 12 frames: adapt trains on [0, 9) and holds out [9, 12), the frames scored before / after
+    assert ad["recording_frames"] == [0, 12] and ad["train_frames"] == [0, 9] and ad["heldout_frames"] == [9, 12]
+    assert ad["steps"] == 2 and ad["stopped_by"] == "steps" and ad["replay"] == "none"
+    for key in ("abs_rel_before", "abs_rel_after", "abs_rel_change", "photometric_before", "photometric_after",
+                "minutes"):
+        assert isinstance(ad[key], float) and math.isfinite(ad[key]), key
+    assert 0 < ad["abs_rel_before"] < 2 and 0 < ad["abs_rel_after"] < 2 and ad["photometric_before"] > 0
+    assert ad["abs_rel_change"] == pytest.approx((ad["abs_rel_after"] - ad["abs_rel_before"]) / ad["abs_rel_before"])
+    # the same scoring as the table's rows, on the held-out frames, for both models
+    for name in ("before", "after"):
+        assert ad[name]["frames"] == 3 and ad[name]["heldout"]
+        assert ad[name]["depth"]["model"]["n_images"] == 3
+    assert ad["before"]["depth"]["constant"] == ad["after"]["depth"]["constant"]  # same frames, same pixels
+    assert ad["abs_rel_before"] == pytest.approx(ad["before"]["depth"]["model"]["abs_rel"])
+    # the after-model is another model: other weights, other depth
+    assert ad["adapted_weights_sha256"] != ad["start_weights_sha256"]
+    assert ad["before"]["depth"]["model"] != ad["after"]["depth"]["model"]
+    assert "| abs_rel before | after | change |" in proc.stdout
+    (md,) = (tmp_path / "results").glob("real_eval_*.md")
+    text = md.read_text()
+    assert "budget 2 steps" in text and f"| {next(iter(report['sequences']))} | 0-8 | 9-11 |" in text
+
+
 def test_benchmark_uses_the_node_default_mask_threshold() -> None:
     """The mask numbers must be the node's: the benchmark's threshold is the shipped params file's."""
     import yaml

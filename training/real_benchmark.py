@@ -18,13 +18,21 @@ the still start):
 * on a still stretch: the odometry speed in m/s at that scale, and the fraction of frames the pipeline
   called still;
 * on a static scene: the fraction of pixels the dynamic mask marks (7-Scenes has no moving object);
-* on DAVIS: mask IoU / precision / recall against the annotated moving object (micro over frames).
+* on DAVIS: mask IoU / precision / recall against the annotated moving object (micro over frames);
+* with :class:`AdaptBench` (``bench/real_eval.py --adapt-minutes M``): per sequence with GT depth, ``depth-sfm
+  adapt`` on the frames no training run has seen (7-Scenes: the held-out part; ``--dataset``: the whole
+  sequence), written as a rosbag2 by ``depth-sfm to-bag``'s writer, from the same start model; then the start and
+  the adapted model scored with the same :func:`score_parts` on the adaptation's own held-out frames (its last
+  15 %, mapped back to the sequence's frame numbers), beside adapt's held-out photometric loss, steps and minutes
+  (:func:`adaptation_scores`).
 
 ``evaluate`` returns a JSON-ready dict (``clean``), ``markdown`` its table.
 """
 from __future__ import annotations
 
 import math
+import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -214,6 +222,75 @@ def score_parts(pipeline: Pipeline, sequence, parts: list[Part], fps: float, dep
     return rows
 
 
+@dataclass
+class AdaptBench:
+    """What ``bench/real_eval.py --adapt-minutes / --adapt-steps`` asks of :func:`adaptation_scores`: the budget
+    and replay of ``depth-sfm adapt`` (the rest are adapt's defaults: stride 1, last 15 % held out)."""
+
+    minutes: float | None = None
+    steps: int | None = None
+    replay: str = "synthetic"
+    replay_cache: str | None = None
+    progress: bool = True
+
+
+ADAPT_PART = "adapt_heldout"
+
+
+def adaptation_scores(model: str, backend: str, threads: int, sequence, start: int, stop: int, fps: float,
+                      depth_range_m: tuple[float, float], prior: np.ndarray | None, camera_height_m: float | None,
+                      static_scene: bool, options: AdaptBench) -> dict:
+    """``depth-sfm adapt`` on frames [start, stop) of ``sequence`` (frames no training run has seen), then the start
+    and the adapted model scored on the adaptation's held-out frames.
+
+    The frames go to a rosbag2 in a temporary folder through ``depth-sfm to-bag``'s writer, as a user's recording
+    would; :func:`~depth_sfm_training.adapt.adapt_recording` trains on its first 85 % from ``model`` (an exported
+    model directory with ``weights.safetensors``) and holds out the rest, which is mapped back to the sequence's
+    frame numbers and scored for both models with :func:`score_parts` (the table's own depth scores and baselines).
+    Adapt's own lines go to stderr (stdout is the benchmark's table and JSON line)."""
+    from depth_sfm_ros.runtime.model_card import sha256_file
+    from depth_sfm_training.adapt import WEIGHTS_FILE, AdaptOptions, adapt_recording
+    from depth_sfm_training.datasets import FrameRange
+    from depth_sfm_training.to_bag import write_sequence_bag
+
+    with tempfile.TemporaryDirectory(prefix="real_eval_adapt_") as tmp:
+        bag = Path(tmp) / "recording"
+        written = write_sequence_bag(FrameRange(sequence, start, stop), bag, fps=fps)
+        result = adapt_recording(AdaptOptions(
+            recording=str(bag), out=str(Path(tmp) / "adapted"), model=str(model), minutes=options.minutes,
+            steps=options.steps, replay=options.replay, replay_cache=options.replay_cache, threads=threads,
+            progress=options.progress), stream=sys.stderr)
+        if result.split.n_frames != written.num_frames:
+            raise RuntimeError(f"adapt read {result.split.n_frames} frames from a bag of {written.num_frames}: the "
+                               f"held-out frames cannot be mapped back to {sequence.name}'s frame numbers")
+        held = (start + result.split.heldout[0], start + result.split.heldout[1])
+        rows = {}
+        for name, model_dir in (("before", str(model)), ("after", str(result.out_dir))):
+            pipeline = _pipeline(model_dir, backend, threads, camera_height_m)
+            try:
+                rows[name] = score_parts(pipeline, sequence, [Part(ADAPT_PART, *held, heldout=True)], fps,
+                                         depth_range_m, prior, camera_height_m is not None, static_scene,
+                                         None)[ADAPT_PART]
+            finally:
+                pipeline.close()
+        adapted_sha = sha256_file(result.out_dir / WEIGHTS_FILE)
+    ad = result.adaptation
+    before, after = ((rows[n]["depth"]["model"] or {}).get("abs_rel", math.nan) for n in ("before", "after"))
+    return {
+        "recording_frames": [start, stop], "train_frames": [start + f for f in result.split.train],
+        "heldout_frames": list(held),
+        "abs_rel_before": before, "abs_rel_after": after,
+        "abs_rel_change": (after - before) / before if before > 0 else math.nan,
+        "photometric_before": result.before, "photometric_after": result.after,
+        "photometric_change": ad["heldout_photometric"]["relative_change"],
+        "photometric_samples": ad["heldout_photometric"]["samples"],
+        "steps": result.steps, "minutes": ad["minutes"], "stopped_by": result.stopped_by, "verdict": ad["verdict"],
+        "replay": ad["replay"]["kind"], "torch_threads": ad["torch_threads"], "device": ad["device"],
+        "start_weights_sha256": ad["start_model"]["weights_sha256"], "adapted_weights_sha256": adapted_sha,
+        "before": rows["before"], "after": rows["after"],
+    }
+
+
 # The node's default dynamic-probability threshold (config/depth_sfm.yaml ``mask_threshold``), so that the mask
 # numbers are the ones a user of the node sees.
 NODE_MASK_THRESHOLD = 0.15
@@ -226,8 +303,10 @@ def _pipeline(model: str, backend: str, threads: int, camera_height_m: float | N
         mask_threshold=NODE_MASK_THRESHOLD))
 
 
-def evaluate(model: str, backend: str, real_root: Path, threads: int, max_frames: int | None) -> dict:
-    """The development benchmark: every sequence of :func:`default_specs` found under ``real_root``."""
+def evaluate(model: str, backend: str, real_root: Path, threads: int, max_frames: int | None,
+             adapt: AdaptBench | None = None) -> dict:
+    """The development benchmark: every sequence of :func:`default_specs` found under ``real_root``; with
+    ``adapt``, each sequence with GT depth is also adapted on its held-out part (:func:`adaptation_scores`)."""
     from depth_sfm_training.datasets.real import REAL_DEV_SPLITS
 
     report: dict = {"model": model, "backend": backend, "sequences": {}}
@@ -251,15 +330,25 @@ def evaluate(model: str, backend: str, real_root: Path, threads: int, max_frames
             report["sequences"][spec.key] = {"parts": rows}
         finally:
             pipeline.close()
+        if adapt is not None:
+            unseen = next((p for p in spec.parts if p.heldout), None)
+            if not sequence.has_depth or unseen is None:
+                report["sequences"][spec.key]["adaptation"] = {"skipped": "no ground-truth depth to score"}
+                continue
+            report["sequences"][spec.key]["adaptation"] = adaptation_scores(
+                model, backend, threads, sequence, unseen.start, unseen.stop, spec.fps, spec.depth_range_m, prior,
+                spec.camera_height_m, spec.static_scene, adapt)
     return report
 
 
 def evaluate_dataset(model: str, backend: str, dataset: dict, threads: int, max_frames: int | None,
                      depth_range_m: tuple[float, float] = (0.1, 80.0), camera_height_m: float | None = None,
-                     fps: float | None = None) -> dict:
+                     fps: float | None = None, adapt: AdaptBench | None = None) -> dict:
     """The same scores on any dataset config (``{"type": "tum_rgbd", "data_path": ...}``, see
     ``depth_sfm_training.datasets``): one row per sequence over all its frames. The per-row baseline's
-    prior is the median over the sequence's own frames (an oracle: it has seen the test frames)."""
+    prior is the median over the sequence's own frames (an oracle: it has seen the test frames). With ``adapt``,
+    each sequence with GT depth is adapted on all its frames (a user's dataset is unseen by training) and scored
+    on the adaptation's held-out frames (:func:`adaptation_scores`)."""
     from depth_sfm_training.datasets import build_sequences
 
     sequences, _ = build_sequences(dataset)
@@ -275,6 +364,16 @@ def evaluate_dataset(model: str, backend: str, dataset: dict, threads: int, max_
             report["sequences"][sequence.name] = {"parts": rows}
     finally:
         pipeline.close()
+    if adapt is not None:
+        for sequence in sequences:
+            entry = report["sequences"][sequence.name]
+            if not sequence.has_depth:
+                entry["adaptation"] = {"skipped": "no ground-truth depth to score"}
+                continue
+            rate = fps or float(getattr(sequence, "nominal_fps", None) or 10.0)
+            prior = per_row_prior(sequence, range(0, len(sequence), 5), depth_range_m)
+            entry["adaptation"] = adaptation_scores(model, backend, threads, sequence, 0, len(sequence), rate,
+                                                    depth_range_m, prior, camera_height_m, False, adapt)
     return report
 
 
@@ -319,6 +418,27 @@ def markdown(report: dict) -> str:
                          f"{_fmt(get('model', 'a1'))} | {_fmt(get('constant', 'a1'))} | {_fmt(get('per_row', 'a1'))} | "
                          f"{_fmt(o.get('ate_m'))} | {_fmt(o.get('path_ratio'), 2)} | {speed} | "
                          f"{_fmt(o.get('still_fraction'), 2)} | {_fmt(row.get('dynamic_fraction_static_scene'), 4)} |")
+    adapted = {key: seq["adaptation"] for key, seq in report["sequences"].items() if "adaptation" in seq}
+    if adapted:
+        lines += ["", "Adaptation (`depth-sfm adapt` on the unseen frames, scored on its held-out frames):", "",
+                  "| sequence | adapted on | scored | abs_rel before | after | change | const | per-row | "
+                  "a1 before | after | photometric before | after | steps | minutes |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        for key, ad in adapted.items():
+            if "skipped" in ad:
+                lines.append(f"| {key} | skipped: {ad['skipped']} |" + " |" * 12)
+                continue
+            depth = {name: ad[name]["depth"] for name in ("before", "after")}
+            get = (lambda name, base, metric: (depth[name].get(base) or {}).get(metric))
+            change = ad.get("abs_rel_change")
+            lines.append(
+                f"| {key} | {ad['train_frames'][0]}-{ad['train_frames'][1] - 1} | "
+                f"{ad['heldout_frames'][0]}-{ad['heldout_frames'][1] - 1} | {_fmt(ad.get('abs_rel_before'))} | "
+                f"{_fmt(ad.get('abs_rel_after'))} | {'-' if change is None else f'{change:+.1%}'} | "
+                f"{_fmt(get('before', 'constant', 'abs_rel'))} | {_fmt(get('before', 'per_row', 'abs_rel'))} | "
+                f"{_fmt(get('before', 'model', 'a1'))} | {_fmt(get('after', 'model', 'a1'))} | "
+                f"{_fmt(ad.get('photometric_before'), 4)} | {_fmt(ad.get('photometric_after'), 4)} | {ad['steps']} | "
+                f"{_fmt(ad.get('minutes'), 2)} |")
     if davis:
         lines += ["", "| DAVIS clip | held out | frames | mask IoU | precision | recall |", "|---|---|---|---|---|---|"]
         for clip, row in davis.items():
