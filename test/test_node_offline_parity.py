@@ -118,6 +118,7 @@ def _write_distorted_bag(path: Path, seq, camera, image_topic: str) -> Path:
 
 @pytest.mark.parametrize("model_name,with_p,image_topic", [("plumb_bob", True, "/camera/image_raw"),
                                                            ("equidistant", False, "/camera/image_raw"),
+                                                           ("rational_polynomial", True, "/camera/image_raw"),
                                                            ("plumb_bob", True, "/camera/image_rect")])
 def test_a_distorted_camera_gives_the_same_numbers_offline_and_in_the_node(tmp_path: Path, model_dir: Path,
                                                                            model_name: str, with_p: bool,
@@ -131,7 +132,8 @@ def test_a_distorted_camera_gives_the_same_numbers_offline_and_in_the_node(tmp_p
     params = _node_params(model_dir)
     seq = synthetic_sequence(NUM_FRAMES)
     K = seq.intrinsics.K
-    D = [-0.3, 0.1, 0.002, -0.001, 0.0] if model_name == "plumb_bob" else [0.1, -0.03, 0.005, -0.001]
+    D = {"plumb_bob": [-0.3, 0.1, 0.002, -0.001, 0.0], "equidistant": [0.1, -0.03, 0.005, -0.001],
+         "rational_polynomial": [-0.25, 0.08, 0.001, -0.002, 0.01, 0.05, -0.02, 0.004]}[model_name]
     P = np.hstack([K * [[0.85], [0.85], [1.0]] + [[0, 0, 1.5], [0, 0, -0.5], [0, 0, 0]], np.zeros((3, 1))])
     camera = CameraModel.from_fields(WIDTH, HEIGHT, K, D, model_name, P=P if with_p else None, frame_id="camera")
     rectified = image_topic.endswith("image_rect")
