@@ -326,14 +326,14 @@ def test_save_is_atomic_a_crash_before_replace_keeps_the_last_good_file(model_di
     assert "failed" in adapter.save() and (tmp_path / "saved" / "weights.safetensors").read_bytes() == good
 
 
-def test_create_online_adapter_refuses_other_backends(model_dir):
+def test_create_online_adapter_refuses_backends_that_cannot_swap(model_dir):
     from depth_sfm_ros.runtime.online_adapter import create_online_adapter
 
-    class Ort:
+    class Other:  # neither swap_networks (torch) nor swap_exported (onnxruntime, tensorrt)
         name = "onnxruntime"
 
-    with pytest.raises(ValueError, match="torch backend"):
-        create_online_adapter(model_dir, Ort())
+    with pytest.raises(ValueError, match="cannot take new weights"):
+        create_online_adapter(model_dir, Other())
 
 
 def test_kill_9_during_repeated_saves_leaves_a_loadable_file(model_dir, tmp_path):
@@ -373,17 +373,27 @@ while True:
             assert p.name.startswith(".weights.safetensors.") and p.name.endswith(".tmp")
 
 
-def test_the_node_refuses_adapt_online_without_the_torch_backend(model_dir):
+def test_the_node_attaches_the_adapter_to_the_onnxruntime_backend(model_dir, tmp_path):
     from depth_sfm_ros.ros import params
     from depth_sfm_ros.ros.pipeline_factory import attach_online_adapter, create_pipeline
+    from depth_sfm_ros.runtime.online_swap import ExportSwap
 
-    p = params.validate({"model": str(model_dir), "backend": "onnxruntime", "adapt_online": True})
+    p = params.validate({"model": str(model_dir), "backend": "onnxruntime", "adapt_online": True,
+                         "adapt_export_every_s": 12.0})
     pipeline = create_pipeline(p)
     try:
-        with pytest.raises(params.ParameterError) as err:
-            attach_online_adapter(p, pipeline)
-        assert err.value.name == "adapt_online" and "torch backend" in str(err.value)
+        adapter = attach_online_adapter(p, pipeline)
+        adapter.stop()
+        assert isinstance(adapter.swap, ExportSwap) and adapter.config.swap_every_s == 12.0
+        assert adapter.replay is None and adapter.status()["weights_in_use"] == 0
         assert attach_online_adapter(params.validate({"model": str(model_dir)}), pipeline) is None
+        # a replay folder that is no replay set is refused, naming the parameter
+        (tmp_path / "empty").mkdir()
+        bad = params.validate({"model": str(model_dir), "backend": "onnxruntime", "adapt_online": True,
+                               "adapt_replay_dir": str(tmp_path / "empty")})
+        with pytest.raises(params.ParameterError) as err:
+            attach_online_adapter(bad, pipeline)
+        assert err.value.name == "adapt_replay_dir" and "replay set" in str(err.value)
     finally:
         pipeline.close()
 
@@ -412,3 +422,303 @@ def test_heldout_loss_falls_over_a_replayed_sequence(model_dir):
         assert pipeline.backend.weights_version == status["swaps"] >= 1
     finally:
         pipeline.close()
+
+
+# ----------------------------------------------------------------------------------------------- replay set
+class _FakeReplay:
+    def __init__(self) -> None:
+        self.triplets = [Triplet(_frame(1000 + i)[0][None].repeat(3, 0), K.astype(np.float32), -1.0 - i, "replay")
+                         for i in range(5)]
+
+    def sample(self, n, rng):
+        return rng.sample(self.triplets, n)
+
+    def describe(self):
+        return "fake replay (5 samples)"
+
+
+def test_replay_triplets_join_every_batch_and_the_heldout_check_uses_the_stream_only():
+    batches, scored = [], []
+
+    class Recording(FakeLearner):
+        def step(self, triplets):
+            batches.append([t.source for t in triplets])
+            return super().step(triplets)
+
+        def heldout_loss(self, triplets):
+            scored.append([t.source for t in triplets])
+            return super().heldout_loss(triplets)
+
+    adapter = OnlineAdapter(Recording([(0.1, 1.0)] * 4), OnlineAdaptConfig(buffer_frames=30, heldout_every=3,
+                                                                           min_train_triplets=2, batch_size=2),
+                            replay=_FakeReplay())
+    _feed(adapter.buffer, 30)
+    for _ in range(4):
+        assert adapter.run_one_step()
+    assert batches == [["stream", "stream", "replay"]] * 4
+    assert scored and all(set(s) == {"stream"} for s in scored)
+    status = adapter.status()
+    assert status["replay_used"] == 4 and status["replay"].startswith("fake replay")
+    # the replay set never enters the stream buffers
+    assert all(t.source == "stream" for t in list(adapter.buffer.train) + list(adapter.buffer.heldout))
+
+
+@pytest.fixture(scope="module")
+def replay_dir(tmp_path_factory) -> Path:
+    """A synthetic KITTI-like folder of folders, as training/adapt.py's default_replay_set writes them."""
+    from depth_sfm_ros.synth import SynthConfig, render_sequence
+    from depth_sfm_ros.synth.kitti import write_kitti_folder
+
+    root = tmp_path_factory.mktemp("replay")
+    seq = render_sequence(SynthConfig(seed=21, width=2 * W, height=2 * H, num_frames=9))
+    write_kitti_folder(seq.frames, seq.intrinsics, root / "seq_21")
+    return root
+
+
+def test_replay_set_from_a_folder_gives_network_size_triplets(replay_dir, tmp_path):
+    import random
+
+    from depth_sfm_ros.runtime.online_adapter import ReplaySetError
+    from depth_sfm_training.online_adapt import ReplaySet
+
+    replay = ReplaySet.from_folder(replay_dir, H, W)
+    assert len(replay) == 7  # 9 frames: targets 1..7 with a previous and a next frame
+    triplets = replay.sample(3, random.Random(0))
+    assert len(triplets) == 3 and len({t.stamp_s for t in triplets}) == 3
+    for t in triplets:
+        assert t.source == "replay" and t.images.shape == (3, 3, H, W) and t.images.dtype == np.float32
+        assert t.K.shape == (3, 3) and 0 < t.K[0, 2] < W and 0 < t.K[1, 2] < H  # intrinsics at the network size
+        assert 0.0 <= t.images.min() and t.images.max() <= 1.0
+    assert "3 loaded" in replay.describe()
+    (tmp_path / "nothing").mkdir()
+    with pytest.raises(ReplaySetError, match="replay set"):
+        ReplaySet.from_folder(tmp_path / "nothing", H, W)
+    with pytest.raises(ReplaySetError, match="not a directory"):
+        ReplaySet.from_folder(tmp_path / "missing", H, W)
+
+
+def test_adapt_replay_dir_parameter_is_validated(tmp_path):
+    from depth_sfm_ros.ros import params
+
+    assert params.validate({}, check_model_files=False).adapt_replay_dir == ""
+    with pytest.raises(params.ParameterError) as err:
+        params.validate({"adapt_replay_dir": str(tmp_path / "missing")}, check_model_files=False)
+    assert err.value.name == "adapt_replay_dir" and "not a directory" in str(err.value)
+    assert params.validate({"adapt_replay_dir": str(tmp_path)}, check_model_files=False).adapt_replay_dir == \
+        str(tmp_path)
+    with pytest.raises(params.ParameterError, match="outside"):
+        params.validate({"adapt_export_every_s": 0.5}, check_model_files=False)
+
+
+# ----------------------------------------------------------------------------------------------- failed swaps
+def test_a_failed_swap_is_reported_retried_and_stops_adaptation_when_it_keeps_failing():
+    from depth_sfm_ros.ros.diagnostics import adaptation_diagnostics
+
+    calls = []
+
+    def failing_swap(*nets):
+        calls.append(nets[0])
+        raise RuntimeError("export failed: disk full")
+
+    learner = FakeLearner([(0.05, 1.0)] * 5)
+    adapter = _ready_adapter(learner, swap=failing_swap, max_swap_failures=3)
+    adapter.run_one_step()
+    status = adapter.status()
+    assert status["state"] == "adapting" and status["swap_failures"] == 1 and status["swaps"] == 0
+    level, message, values = adaptation_diagnostics(status)
+    assert level == 1 and "disk full" in message and ("adapt_swap_failures", "1") in values
+    adapter.run_one_step()  # the accepted weights are still pending: retried
+    assert len(calls) == 2 and adapter.state == "adapting"
+    adapter.run_one_step()
+    assert adapter.state == "error" and "3 swaps failed in a row" in adapter.message
+    assert adaptation_diagnostics(adapter.status())[0] == 2
+    # a swap that works again resets the run of failures
+    ok = _ready_adapter(FakeLearner([(0.05, 1.0)] * 3), swap=lambda *nets: 1)
+    ok.swap = failing_swap
+    ok.run_one_step()
+    ok.swap = lambda *nets: 1
+    ok.run_one_step()
+    assert ok.status()["swap_failing"] is False and ok.swaps == 1 and ok.swap_failures == 1
+
+
+# ----------------------------------------------------------------------------------------------- ONNX Runtime
+def _perturbed_networks(model_dir: Path, factor: float):
+    """Runtime networks of the model's weights with the depth net's parameters scaled by ``factor``."""
+    from depth_sfm_training.online_adapt import PhotometricLearner
+
+    learner = PhotometricLearner.from_weights(model_dir / "weights.safetensors")
+    with torch.no_grad():
+        for p in learner.bundle.depth.parameters():
+            p.mul_(factor)
+    return learner.runtime_networks()
+
+
+def test_onnxruntime_swap_exports_and_takes_new_sessions_at_the_next_inference(model_dir, monkeypatch):
+    from depth_sfm_ros.runtime import export
+    from depth_sfm_ros.runtime.onnxruntime_backend import OnnxRuntimeBackend
+    from depth_sfm_ros.runtime.online_swap import ExportSwap
+
+    backend = OnnxRuntimeBackend(model_dir, device="cpu", threads=1)
+    swap = ExportSwap(backend)
+    image = _moving_triplets(1)[0].images[:1].copy()
+    before = backend.infer(image, image).disparity.copy()
+    depth, pose, mask = _perturbed_networks(model_dir, 1.5)
+    version = swap(depth, pose, mask)
+    assert version == 1 and backend.weights_version == 0  # queued, not yet in use
+    after = backend.infer(image, image)
+    assert backend.weights_version == 1 and not np.allclose(before, after.disparity)
+    with torch.no_grad():  # the new sessions compute the swapped networks
+        want = depth(torch.from_numpy(image))[0].numpy()[0, 0]
+    np.testing.assert_allclose(after.disparity, want, rtol=1e-4, atol=1e-5)
+    # unchanged weights: no export, nothing queued
+    assert swap(depth, pose, mask) is None and swap.exports == 1 and swap.skipped == 1
+    # a failed export raises and leaves the running sessions alone
+    monkeypatch.setattr(export, "export_runtime_onnx",
+                        lambda *a, **k: (_ for _ in ()).throw(RuntimeError("onnx export failed")))
+    with pytest.raises(RuntimeError, match="onnx export failed"):
+        swap(*_perturbed_networks(model_dir, 0.5))
+    np.testing.assert_array_equal(backend.infer(image, image).disparity, after.disparity)
+    assert backend.weights_version == 1
+    # and so does a session that cannot be created (a corrupt file)
+    monkeypatch.undo()
+    with pytest.raises(Exception, match="ONNX Runtime cannot load"):
+        backend.swap_exported({name: model_dir / "model_card.yaml" for name in ("depth.onnx", "pose.onnx",
+                                                                               "mask.onnx")})
+    np.testing.assert_array_equal(backend.infer(image, image).disparity, after.disparity)
+    backend.close()
+
+
+def test_onnxruntime_swap_is_atomic_between_inferences(model_dir, tmp_path):
+    """Depth, pose and mask run in three sessions: an inference must never mix two swapped sets."""
+    from depth_sfm_ros.runtime.export import export_runtime_onnx
+    from depth_sfm_ros.runtime.onnxruntime_backend import OnnxRuntimeBackend
+
+    backend = OnnxRuntimeBackend(model_dir, device="cpu", threads=1)
+    sets = {}
+    for factor in (0.5, 1.5):
+        nets = _perturbed_networks(model_dir, factor)
+        with torch.no_grad():
+            for p in nets[1].parameters():  # the pose net too: a mixed set shows in depth or pose
+                p.mul_(factor)
+        sets[factor] = export_runtime_onnx(*nets, tmp_path / str(factor), H, W, verify=False)[0]
+    image = _moving_triplets(1)[0].images[:1].copy()
+    outputs = {}
+    for factor, files in sets.items():
+        backend.swap_exported(files)
+        out = backend.infer(image, image)
+        outputs[factor] = (out.disparity.copy(), out.pose_vec.copy())
+    stop = threading.Event()
+
+    def swapper():
+        i = 0
+        while not stop.is_set():
+            backend.swap_exported(sets[(0.5, 1.5)[i % 2]])
+            i += 1
+
+    thread = threading.Thread(target=swapper)
+    thread.start()
+    seen = set()
+    try:
+        for _ in range(40):
+            out = backend.infer(image, image)
+            match = [f for f, (disp, pose) in outputs.items()
+                     if np.array_equal(out.disparity, disp) and np.array_equal(out.pose_vec, pose)]
+            assert len(match) == 1, "an inference mixed two weight sets"
+            seen.add(match[0])
+    finally:
+        stop.set()
+        thread.join()
+    assert backend.weights_version > 2
+    backend.close()
+
+
+def test_onnxruntime_pipeline_adapts_with_replay_and_swaps(model_dir, replay_dir):
+    """The whole path on ONNX Runtime: Pipeline -> frame_sink -> buffer (+ replay) -> steps -> export -> swap."""
+    from depth_sfm_ros.runtime.online_adapter import create_online_adapter
+    from depth_sfm_ros.runtime.pipeline import Pipeline, PipelineConfig
+    from depth_sfm_ros.synth import SynthConfig, render_sequence
+
+    pipeline = Pipeline(PipelineConfig(model=str(model_dir), backend="onnxruntime", device="cpu", threads=1,
+                                       scale_mode="none"))
+    adapter = create_online_adapter(model_dir, pipeline.backend,
+                                    OnlineAdaptConfig(lr=1e-4, min_train_triplets=3, export_every_s=0.0),
+                                    replay_dir=replay_dir)
+    pipeline.frame_sink = adapter.frame_sink
+    seq = render_sequence(SynthConfig(seed=11, width=2 * W, height=2 * H, num_frames=30))
+    try:
+        for i in range(len(seq)):
+            pipeline.process(seq[i].image_rgb, "rgb8", seq[i].stamp_s, seq.intrinsics)
+        for _ in range(8):
+            adapter.run_one_step()
+            if adapter.swaps:
+                break
+        status = adapter.status()
+        assert status["accepted"] >= 1 and status["swaps"] >= 1 and status["swap_failures"] == 0, status
+        assert status["replay_used"] >= 1 and status["heldout_change"] < 0, status
+        assert pipeline.backend.weights_version == 0
+        result = pipeline.process(seq[0].image_rgb, "rgb8", seq[-1].stamp_s + 0.1, seq.intrinsics)
+        assert pipeline.backend.weights_version == adapter.status()["weights_in_use"] == status["swaps"]
+        assert np.isfinite(result.depth_m).any()
+    finally:
+        pipeline.close()
+
+
+# ----------------------------------------------------------------------------------------------- TensorRT (fake)
+def test_tensorrt_swap_rebuilds_engines_beside_the_cache_and_swaps_them(model_dir, tmp_path, monkeypatch):
+    """TensorRT against the fake bindings (test/fakes/tensorrt_10.py): the swap builds engines of the exported
+    ONNX into <cache>/adapted (keyed by the ONNX sha256), leaves the loaded model's engines alone, and the
+    backend takes them at its next inference."""
+    import contextlib
+    import importlib
+    import json
+    import sys
+    from types import SimpleNamespace
+
+    from depth_sfm_ros.runtime import tensorrt_engine as te
+    from depth_sfm_ros.runtime.online_swap import ExportSwap
+    from depth_sfm_ros.runtime.tensorrt_backend import TensorRTBackend
+
+    pytest.importorskip("onnx")
+    monkeypatch.setitem(sys.modules, "tensorrt", importlib.import_module("fakes.tensorrt_10"))
+    monkeypatch.setattr(te, "detect_device", lambda index=0: te.DeviceInfo("Orin (nvgpu)", "8.7"))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "Stream", lambda: SimpleNamespace(cuda_stream=0, synchronize=lambda: None))
+    monkeypatch.setattr(torch.cuda, "stream", lambda stream: contextlib.nullcontext())
+    monkeypatch.setattr(TensorRTBackend, "buffer_device", "cpu")
+
+    cache = tmp_path / "engines"
+    backend = TensorRTBackend(model_dir, fp16=True, cache_dir=cache)
+    loaded = {p: p.read_bytes() for p in cache.rglob("*.engine")}
+    assert len(loaded) == 3
+    image = _moving_triplets(1)[0].images[:1].copy()
+    backend.infer(image, image)
+    runners_before = dict(backend._runners)
+    swap = ExportSwap(backend)
+
+    def adapted_metadata() -> dict[str, str]:
+        return {p.name: json.loads(p.read_text())["onnx_sha256"] for p in (cache / "adapted").rglob("*.json")}
+
+    assert swap(*_perturbed_networks(model_dir, 1.5)) == 1 and backend.weights_version == 0
+    first = adapted_metadata()
+    assert len(first) == 3
+    out = backend.infer(image, image)
+    assert backend.weights_version == 1 and backend._runners is not runners_before
+    assert out.pose_vec is not None and out.dynamic_prob is not None
+    assert {p: p.read_bytes() for p in cache.rglob("*.engine") if "adapted" not in p.parts} == loaded
+    # new depth weights: that engine in adapted/ is rebuilt in place (keyed by the new ONNX's sha256); the pose and
+    # mask nets did not change, so their cached engines are used as they are
+    assert swap(*_perturbed_networks(model_dir, 0.5)) == 2
+    second = adapted_metadata()
+    assert set(second) == set(first)
+    assert [k for k in first if second[k] != first[k]] == ["depth-fp16-64x128.engine.json"]
+    assert len(list((cache / "adapted").rglob("*.engine"))) == 3
+    backend.infer(image, image)
+    assert backend.weights_version == 2
+    # a failed build keeps the running engines
+    monkeypatch.setattr(te, "_build_serialized", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("no memory")))
+    running = backend._runners
+    with pytest.raises(RuntimeError, match="no memory"):
+        swap(*_perturbed_networks(model_dir, 0.7))
+    backend.infer(image, image)
+    assert backend._runners is running and backend.weights_version == 2
+    backend.close()

@@ -201,7 +201,8 @@ class LogThrottle:
 
 def adaptation_diagnostics(status: dict[str, Any]) -> tuple[int, str, list[tuple[str, str]]]:
     """(level, message, key values) of online adaptation from ``OnlineAdapter.status()``: ERROR (2) when it
-    stopped on a bad loss or an exception (the node keeps running on the last accepted weights), else OK."""
+    stopped on a bad loss, an exception or failed swaps (the node keeps running on the weights it has), WARN (1)
+    while the last swap into the backend (e.g. an ONNX export) failed, else OK (0)."""
 
     def text(value: Any, fmt: str = "{:.5f}") -> str:
         return "nan" if value is None else fmt.format(value)
@@ -217,6 +218,16 @@ def adaptation_diagnostics(status: dict[str, Any]) -> tuple[int, str, list[tuple
         ("adapt_buffer", f"{status['train_triplets']} training + {status['heldout_triplets']} held-out triplets"),
         ("adapt_frames_skipped", ", ".join(f"{k} {frames.get(k, 0)}" for k in ("still", "flat", "invalid"))),
         ("adapt_last_save", status.get("last_save") or "none"),
+        ("adapt_swap_failures", str(status.get("swap_failures", 0))),
+        ("adapt_last_swap_error", status.get("last_swap_error") or "none"),
+        ("adapt_weights_in_use", str(status.get("weights_in_use"))),
+        ("adapt_replay", str(status.get("replay", "off"))),
+        ("adapt_replay_used", str(status.get("replay_used", 0))),
     ]
-    level = 2 if status["state"] == "error" else 0
-    return level, str(status["message"]), values
+    message = str(status["message"])
+    if status["state"] == "error":
+        return 2, message, values
+    if status.get("swap_failing"):
+        return 1, f"{message}; the last swap failed (the backend keeps its weights): {status['last_swap_error']}", \
+            values
+    return 0, message, values

@@ -176,10 +176,10 @@ class DepthSfmNode(Node):
         array = DiagnosticArray(status=[status])
         if self._adapter is not None:
             level, message, values = adaptation_diagnostics(self._adapter.status())
-            array.status.insert(0, DiagnosticStatus(  # the node's own status stays the lastlevel=(DiagnosticStatus.OK, DiagnosticStatus.ERROR)[level > 0],
-                                                 name=f"{self.get_name()}: online adaptation", message=message,
-                                                 hardware_id=self.backend_description,
-                                                 values=[KeyValue(key=k, value=v) for k, v in values]))
+            array.status.insert(0, DiagnosticStatus(  # the node's own status stays the last
+                level=(DiagnosticStatus.OK, DiagnosticStatus.WARN, DiagnosticStatus.ERROR)[level],
+                name=f"{self.get_name()}: online adaptation", message=message, hardware_id=self.backend_description,
+                values=[KeyValue(key=k, value=v) for k, v in values]))
         array.header.stamp = self.get_clock().now().to_msg()
         self._pub_diag.publish(array)
 

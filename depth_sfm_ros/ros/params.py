@@ -130,8 +130,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("mask_threshold", 0.15, "dynamic probability above which a pixel is a moving object (255); "
               "0.15 is best for the bundled model on its validation drive (seed 99)", 0.0, 1.0),
     ParamSpec("adapt_online", False, "online self-supervised adaptation: a background thread fine-tunes the "
-              "model on the live stream and swaps improved weights in between frames (torch backend and a model "
-              "with weights.safetensors only; docs/adapt.md)"),
+              "model on the live stream and swaps improved weights in between frames (a model with "
+              "weights.safetensors; torch swaps the networks, onnxruntime / tensorrt re-export them to ONNX "
+              "(and rebuild the engines) first; docs/adapt.md)"),
     ParamSpec("adapt_buffer_frames", 96, "online adaptation: moving frames kept for training (oldest dropped)",
               9, 10000),
     ParamSpec("adapt_duty_cycle", 0.2, "online adaptation: largest fraction of the wall time the worker spends in "
@@ -139,6 +140,11 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               0.01, 1.0),
     ParamSpec("adapt_save_dir", "", "online adaptation: directory the adapted weights.safetensors (+ model card) "
               "are saved to at shutdown; '' = not saved"),
+    ParamSpec("adapt_replay_dir", "", "online adaptation: replay set mixed into every training batch against "
+              "forgetting (one replay triplet per batch of two stream triplets): synthetic KITTI-like folders "
+              "(image_2/, e.g. the set 'depth-sfm adapt' renders) or images with calib.yaml; '' = no replay"),
+    ParamSpec("adapt_export_every_s", 30.0, "online adaptation with backend onnxruntime / tensorrt: at most one "
+              "ONNX export (and engine rebuild) of changed weights per this many seconds", 1.0, 86400.0),
     ParamSpec("diagnostics_period_s", 1.0, "period of /diagnostics messages, s", 0.1, 60.0),
     ParamSpec("log_throttle_s", 5.0, "minimum time between two log lines about the same kind of bad input, s",
               0.0, 3600.0),
@@ -208,6 +214,8 @@ class NodeParams:
     adapt_buffer_frames: int = 96
     adapt_duty_cycle: float = 0.2
     adapt_save_dir: str = ""
+    adapt_replay_dir: str = ""
+    adapt_export_every_s: float = 30.0
     pose_covariance: tuple[float, ...] = field(default=(0.0,) * 36)
 
     def up_cam(self) -> tuple[float, float, float]:
@@ -330,8 +338,22 @@ def validate(values: dict[str, Any], check_model_files: bool = True) -> NodePara
         still_max_rotation_deg=v["still_max_rotation_deg"], mask_threshold=v["mask_threshold"],
         diagnostics_period_s=v["diagnostics_period_s"], log_throttle_s=v["log_throttle_s"],
         pose_covariance=tuple(covariance.ravel().tolist()), adapt_online=v["adapt_online"],
-        adapt_buffer_frames=v["adapt_buffer_frames"], adapt_duty_cycle=v["adapt_duty_cycle"], adapt_save_dir=os.path.expanduser(v["adapt_save_dir"]),
+        adapt_buffer_frames=v["adapt_buffer_frames"], adapt_duty_cycle=v["adapt_duty_cycle"],
+        adapt_save_dir=os.path.expanduser(v["adapt_save_dir"]), adapt_replay_dir=_replay_dir(v["adapt_replay_dir"]),
+        adapt_export_every_s=v["adapt_export_every_s"],
     )
+
+
+def _replay_dir(path: str) -> str:
+    """``adapt_replay_dir``: '' (off) or an existing directory (absolute); its content is checked when the
+    adapter is created (the training code reads it)."""
+    if not path:
+        return ""
+    resolved = os.path.abspath(os.path.expanduser(path))
+    if not os.path.isdir(resolved):
+        raise ParameterError("adapt_replay_dir", f"{resolved} is not a directory (a replay set: synthetic KITTI-like "
+                                                 f"folders with image_2/, or images with calib.yaml; '' = off)")
+    return resolved
 
 
 def defaults() -> dict[str, Any]:

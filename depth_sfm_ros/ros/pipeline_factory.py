@@ -40,19 +40,23 @@ def create_pipeline(params: NodeParams) -> Pipeline:
 
 def attach_online_adapter(params: NodeParams, pipeline: Pipeline) -> Any:
     """With ``adapt_online``: a started OnlineAdapter fed by ``pipeline`` (its frame observer), else None.
-    A backend that cannot take new weights (ONNX Runtime, TensorRT) or a model without weights.safetensors
-    is a :class:`ParameterError` naming ``adapt_online``."""
+    A backend that cannot take new weights or a model without weights.safetensors is a :class:`ParameterError`
+    naming ``adapt_online``; an unusable replay folder one naming ``adapt_replay_dir``."""
     if not params.adapt_online:
         return None
-    from depth_sfm_ros.runtime.online_adapter import OnlineAdaptConfig, create_online_adapter
+    from depth_sfm_ros.runtime.online_adapter import OnlineAdaptConfig, ReplaySetError, create_online_adapter
 
     try:
         adapter = create_online_adapter(params.model_dir, pipeline.backend,
                                         OnlineAdaptConfig(buffer_frames=params.adapt_buffer_frames,
-                                                          duty_cycle=params.adapt_duty_cycle),
-                                        save_dir=params.adapt_save_dir or None)
+                                                          duty_cycle=params.adapt_duty_cycle,
+                                                          export_every_s=params.adapt_export_every_s),
+                                        save_dir=params.adapt_save_dir or None,
+                                        replay_dir=params.adapt_replay_dir or None)
     except ImportError as exc:
         raise ParameterError("adapt_online", f"needs the training code and torch: {exc}") from None
+    except ReplaySetError as exc:
+        raise ParameterError("adapt_replay_dir", str(exc)) from None
     except ValueError as exc:
         raise ParameterError("adapt_online", str(exc)) from None
     pipeline.frame_sink = adapter.frame_sink

@@ -6,8 +6,10 @@ torch, onnxruntime or tensorrt.
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -72,6 +74,33 @@ class Backend:
 
     def describe(self) -> str:
         return f"{self.name} on {self.device} ({self.input_hw[1]}x{self.input_hw[0]})"
+
+
+class SwapSlot:
+    """A one-item mailbox for a complete new set of networks (sessions, engines ...) between inferences.
+
+    The producer (online adaptation's worker) queues a set with :meth:`put`, replacing one not taken in yet; the
+    inference thread calls :meth:`take` at the start of an inference, so an inference never mixes two sets.
+    Thread-safe. Versions count the sets put, from 1 (0 = the loaded model)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pending: tuple[int, Any] | None = None
+        self._queued = 0
+
+    def put(self, item: Any, version: int | None = None) -> int:
+        """Queue ``item``; returns its version (``version``, or the next count)."""
+        with self._lock:
+            self._queued += 1
+            version = self._queued if version is None else int(version)
+            self._pending = (version, item)
+        return version
+
+    def take(self) -> tuple[int, Any] | None:
+        """The queued (version, item), once; None when nothing is queued."""
+        with self._lock:
+            pending, self._pending = self._pending, None
+        return pending
 
 
 def find_checkpoint(model: Path) -> Path | None:

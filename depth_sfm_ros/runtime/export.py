@@ -42,7 +42,7 @@ from depth_sfm_ros.msgs.image import compressed_msg_to_numpy, image_msg_to_numpy
 from .model_card import (MODEL_CARD_NAME, ONNX_FILES, SCALE_CONVENTIONS, ModelCard, sha256_file, utc_now_iso,
                          write_model_card)
 
-__all__ = ["ExportResult", "export_bundle", "export_checkpoint", "load_calibration_images", "resolve_intrinsics",
+__all__ = ["ExportResult", "export_bundle", "export_runtime_onnx", "export_checkpoint", "load_calibration_images", "resolve_intrinsics",
            "add_arguments", "run", "TensorRTUnavailable", "EngineBuildError"]
 
 log = logging.getLogger(__name__)
@@ -268,6 +268,45 @@ def _export_one(module: Any, args: tuple, path: Path, inputs: Sequence[str], out
                           opset_version=opset, dynamo=False, do_constant_folding=True)
 
 
+def export_runtime_onnx(depth: Any, pose: Any, mask: Any, out_dir: str | os.PathLike, height: int, width: int, *,
+                        opset: int = 17, verify: bool = True, parity_tolerance: float = 1e-4
+                        ) -> tuple[dict[str, Path], dict[str, float]]:
+    """Export runtime-signature networks (``models.runtime_modules``: depth, pose, mask or None; CPU, eval mode)
+    to ``out_dir``/depth.onnx, pose.onnx [, mask.onnx] at batch 1 x 3 x ``height`` x ``width``.
+
+    Each file is written atomically, passes ``onnx.checker`` and the I/O check, and with ``verify`` is compared
+    with torch in ONNX Runtime on random input (relative ``parity_tolerance``; RuntimeError beyond it). Returns
+    (file name -> path, "file:output" -> max |onnx - torch|). Used by :func:`export_bundle` and by online
+    adaptation's background export (``runtime.online_swap``).
+    """
+    import torch
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    image_a = rng.random((1, 3, height, width), dtype=np.float32)
+    image_b = np.clip(image_a + 0.05 * rng.standard_normal((1, 3, height, width)).astype(np.float32), 0, 1)
+    jobs: list[tuple[str, Any, tuple[np.ndarray, ...]]] = [("depth.onnx", depth, (image_a,)),
+                                                          ("pose.onnx", pose, (image_b, image_a))]
+    if mask is not None:
+        jobs.append(("mask.onnx", mask, (image_b, image_a)))
+    files: dict[str, Path] = {}
+    parity: dict[str, float] = {}
+    with torch.no_grad():
+        for file_name, module, inputs in jobs:
+            in_names, out_names = ONNX_FILES[file_name]
+            path = out / file_name
+            started = time.perf_counter()
+            _export_one(module, tuple(torch.from_numpy(x) for x in inputs), path, in_names, out_names, opset)
+            _check_onnx(path, in_names, out_names, opset, height, width)
+            files[file_name] = path
+            if verify:
+                diffs = _onnx_parity(path, module, inputs, out_names, parity_tolerance)
+                parity.update({f"{file_name}:{name}": diff for name, diff in diffs.items()})
+            log.info("exported %s in %.1f s", path, time.perf_counter() - started)
+    return files, parity
+
+
 # ------------------------------------------------------------------------------------------ engines
 def _build_engines(onnx_files: Mapping[str, Path], precision: str, calibration_images: np.ndarray | None,
                    cache_dir: str | os.PathLike | None) -> dict[str, Path]:
@@ -311,8 +350,6 @@ def export_bundle(bundle: Any, model_config: Mapping[str, Any], out_dir: str | o
     ``weights`` also writes the networks' PyTorch weights (``weights.safetensors``, listed in the card) so the
     exported model can be fine-tuned (``model.init_weights=out_dir``).
     """
-    import torch
-
     from ..models.bundle import ModelBundle, validate_model_config
     from ..models.checkpoint import git_commit as current_git_commit
     from ..models.checkpoint import plain_data
@@ -346,30 +383,11 @@ def export_bundle(bundle: Any, model_config: Mapping[str, Any], out_dir: str | o
         bundle = copy.deepcopy(bundle).cpu()  # export on the CPU; the caller's (GPU) bundle is left untouched
     was_training = bundle.training
     modules = runtime_modules(bundle)  # puts the networks in eval mode; restored below
-    rng = np.random.default_rng(0)
-    image_a = rng.random((1, 3, height, width), dtype=np.float32)
-    image_b = np.clip(image_a + 0.05 * rng.standard_normal((1, 3, height, width)).astype(np.float32), 0, 1)
-    jobs: list[tuple[str, Any, tuple[np.ndarray, ...]]] = [("depth.onnx", modules.depth, (image_a,)),
-                                                          ("pose.onnx", modules.pose, (image_b, image_a))]
-    if modules.mask is not None:
-        jobs.append(("mask.onnx", modules.mask, (image_b, image_a)))
-    elif (out / "mask.onnx").exists():
+    if modules.mask is None and (out / "mask.onnx").exists():
         (out / "mask.onnx").unlink()  # a stale mask from an earlier export would not match this model
-    files: dict[str, Path] = {}
-    parity: dict[str, float] = {}
     try:
-        with torch.no_grad():
-            for file_name, module, inputs in jobs:
-                in_names, out_names = ONNX_FILES[file_name]
-                path = out / file_name
-                started = time.perf_counter()
-                _export_one(module, tuple(torch.from_numpy(x) for x in inputs), path, in_names, out_names, opset)
-                _check_onnx(path, in_names, out_names, opset, height, width)
-                files[file_name] = path
-                if verify:
-                    diffs = _onnx_parity(path, module, inputs, out_names, parity_tolerance)
-                    parity.update({f"{file_name}:{name}": diff for name, diff in diffs.items()})
-                log.info("exported %s in %.1f s", path, time.perf_counter() - started)
+        files, parity = export_runtime_onnx(modules.depth, modules.pose, modules.mask, out, height, width,
+                                            opset=opset, verify=verify, parity_tolerance=parity_tolerance)
     finally:
         bundle.train(was_training)
     card_files = {name: sha256_file(path) for name, path in files.items()}

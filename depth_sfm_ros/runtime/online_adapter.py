@@ -14,8 +14,14 @@ ROS-free and torch-free at module level. Three parts:
   back (weights and optimizer state); a non-finite or exploding loss, or any exception, restores the last
   accepted weights and stops adaptation in the ``error`` state (nothing raises into the caller); accepted
   weights are handed to ``swap(depth, pose, mask)`` (the torch backend's :meth:`swap_networks`, which takes
-  them in at the start of its next inference); :meth:`OnlineAdapter.save` writes the last accepted weights
-  atomically (the weights-file code's temp file + fsync + ``os.replace``).
+  them in at the start of its next inference, or :class:`~.online_swap.ExportSwap` for ONNX Runtime /
+  TensorRT: an ONNX export in this thread, then new sessions / engines queued the same way); a failed swap
+  is counted and reported, the backend keeps what it runs, and ``max_swap_failures`` failures in a row stop
+  adaptation in the ``error`` state; :meth:`OnlineAdapter.save` writes the last accepted weights
+  atomically (the weights-file code's temp file + fsync + ``os.replace``). With a *replay set* (anything
+  with ``sample(n, rng) -> list[Triplet]`` and ``describe()``, e.g.
+  ``depth_sfm_training.online_adapt.ReplaySet``), each batch of ``batch_size`` stream triplets gets
+  ``replay_per_batch`` replay triplets (against forgetting); the held-out check uses stream triplets only.
 * :func:`create_online_adapter`: the default learner (``depth_sfm_training.online_adapt.PhotometricLearner``:
   the training loss of the project through ``TrainingForward`` / ``build_loss_inputs`` / ``compute_losses``)
   on a model directory's ``weights.safetensors``, imported lazily (training code needs torch).
@@ -42,9 +48,13 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 __all__ = ["OnlineAdaptConfig", "Triplet", "FrameBuffer", "OnlineAdapter", "create_online_adapter",
-           "ADAPT_STATES"]
+           "ADAPT_STATES", "ReplaySetError"]
 
 ADAPT_STATES = ("waiting", "adapting", "stopped", "error")
+
+
+class ReplaySetError(ValueError):
+    """A replay set that cannot be used (not a directory, an unknown layout, no sample)."""
 
 
 @dataclass
@@ -61,28 +71,38 @@ class OnlineAdaptConfig:
     min_flat_std: float = 1e-3       # an image with a smaller std (in [0, 1] units) is flat: skipped
     step_pause_s: float = 0.05       # the worker sleeps at least this long after each step (leaves CPU to inference)
     duty_cycle: float = 0.2          # ... and long enough that steps take at most this fraction of the wall time
-    swap_every_s: float = 5.0        # at most one swap into the backend per this many seconds
+    swap_every_s: float = 5.0        # at most one swap into the torch backend per this many seconds
+    export_every_s: float = 30.0     # ONNX Runtime / TensorRT: at most one export + swap per this many seconds
+    max_swap_failures: int = 3       # this many failed swaps (exports) in a row stop adaptation (error state)
+    replay_per_batch: int = 1        # with a replay set: replay triplets added to each batch of stream triplets
     nice: int = 10                   # the worker thread's niceness increment (Linux), 0 = unchanged
     seed: int = 0
 
     def __post_init__(self) -> None:
         if self.buffer_frames < 9:
             raise ValueError(f"adapt buffer_frames must be >= 9 (three triplets), got {self.buffer_frames}")
-        for name in ("heldout_triplets", "heldout_every", "min_train_triplets", "batch_size"):
+        for name in ("heldout_triplets", "heldout_every", "min_train_triplets", "batch_size", "max_swap_failures"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"adapt {name} must be >= 1, got {getattr(self, name)}")
         if not 0.0 < self.duty_cycle <= 1.0:
             raise ValueError(f"adapt duty_cycle must be in (0, 1], got {self.duty_cycle}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ValueError(f"adapt lr must be a positive number, got {self.lr}")
+        if int(self.replay_per_batch) < 0:
+            raise ValueError(f"adapt replay_per_batch must be >= 0, got {self.replay_per_batch}")
+        for name in ("swap_every_s", "export_every_s"):
+            if not (getattr(self, name) >= 0 and math.isfinite(getattr(self, name))):
+                raise ValueError(f"adapt {name} must be a number >= 0, got {getattr(self, name)}")
 
 
 @dataclass
 class Triplet:
-    """images (3, 3, H, W) float32 RGB [0, 1]: target (the middle frame), previous, next; K (3, 3) at (H, W)."""
+    """images (3, 3, H, W) float32 RGB [0, 1]: target (the middle frame), previous, next; K (3, 3) at (H, W);
+    source: "stream" (the live camera) or "replay" (the replay set)."""
     images: np.ndarray
     K: np.ndarray
     stamp_s: float
+    source: str = "stream"
 
 
 class FrameBuffer:
@@ -165,11 +185,14 @@ class OnlineAdapter:
 
     def __init__(self, learner: Any, config: OnlineAdaptConfig | None = None,
                  swap: Callable[..., Any] | None = None, save_dir: str | os.PathLike | None = None,
-                 model_dir: str | os.PathLike | None = None) -> None:
+                 model_dir: str | os.PathLike | None = None, replay: Any = None,
+                 backend_version: Callable[[], Any] | None = None) -> None:
         self.config = config or OnlineAdaptConfig()
         self.learner = learner
         self.buffer = FrameBuffer(self.config)
         self.swap = swap
+        self.replay = replay
+        self._backend_version = backend_version  # the weight set the backend runs (diagnostics)
         self.save_dir = Path(save_dir) if save_dir else None
         self.model_dir = Path(model_dir) if model_dir else None
         self._learner_lock = threading.Lock()  # a step and a save never overlap
@@ -186,6 +209,9 @@ class OnlineAdapter:
         self._heldout_ratio = 1.0  # product over accepted steps of after / before, each on one held-out set
         self.last_swap_time: float | None = None
         self.last_save: str = ""
+        self.replay_used = 0
+        self.swap_failures = self._swap_failures_in_a_row = 0
+        self.last_swap_error = ""
         self._pending_swap = False
         self._heldout_cache: tuple[int, float] | None = None
 
@@ -266,8 +292,9 @@ class OnlineAdapter:
                 return False
             if self.heldout_start is None:
                 self.heldout_start = self.heldout_best = before
+            batch = self._training_batch()
             snapshot = self.learner.snapshot()
-            loss = self.learner.step(self.buffer.sample_train(self.config.batch_size, self._rng))
+            loss = self.learner.step(batch)
             self.steps += 1
             if not _finite(loss) or (self.first_loss is not None
                                      and float(loss) > self.config.explode_factor * self.first_loss):
@@ -294,14 +321,44 @@ class OnlineAdapter:
                 self._pending_swap = True
             self.state = "adapting"
             self.message = "adapting"
-            now = time.monotonic()
-            if (self._pending_swap and self.swap is not None
-                    and (self.last_swap_time is None or now - self.last_swap_time >= self.config.swap_every_s)):
-                self.swap(*self.learner.runtime_networks())
-                self._pending_swap = False
-                self.swaps += 1
-                self.last_swap_time = now
+            networks = self.learner.runtime_networks() if self._swap_due() else None
+        if networks is not None:  # outside the lock: an export takes seconds, a save need not wait for it
+            self._swap_now(networks)
         return True
+
+    def _training_batch(self) -> list[Triplet]:
+        """``batch_size`` stream triplets + ``replay_per_batch`` replay triplets (with a replay set)."""
+        batch = self.buffer.sample_train(self.config.batch_size, self._rng)
+        if self.replay is not None and self.config.replay_per_batch > 0:
+            extra = list(self.replay.sample(self.config.replay_per_batch, self._rng))
+            self.replay_used += len(extra)
+            batch += extra
+        return batch
+
+    def _swap_due(self) -> bool:
+        last = self.last_swap_time
+        return (self._pending_swap and self.swap is not None
+                and (last is None or time.monotonic() - last >= self.config.swap_every_s))
+
+    def _swap_now(self, networks: tuple[Any, ...]) -> None:
+        """Hand ``networks`` to the backend. A failure is counted and reported; the backend keeps what it runs,
+        the swap is retried after ``swap_every_s``, and ``max_swap_failures`` failures in a row stop adaptation."""
+        self.last_swap_time = time.monotonic()
+        try:
+            version = self.swap(*networks)
+        except Exception as exc:
+            self.swap_failures += 1
+            self._swap_failures_in_a_row += 1
+            self.last_swap_error = f"{type(exc).__name__}: {exc}"
+            log.warning("online adaptation: swap failed (%d in a row), the backend keeps its weights: %s",
+                        self._swap_failures_in_a_row, self.last_swap_error)
+            if self._swap_failures_in_a_row >= self.config.max_swap_failures:
+                self._fail(f"{self._swap_failures_in_a_row} swaps failed in a row, the last: {self.last_swap_error}")
+            return
+        self._pending_swap = False
+        self._swap_failures_in_a_row = 0
+        if version is not None:  # None: unchanged weights, nothing swapped
+            self.swaps += 1
 
     # ------------------------------------------------------------------ saving
     def save(self, directory: str | os.PathLike | None = None) -> str:
@@ -339,23 +396,46 @@ class OnlineAdapter:
             "heldout_start": self.heldout_start, "heldout_best": self.heldout_best, "heldout_change": trend,
             "last_swap_age_s": None if self.last_swap_time is None else time.monotonic() - self.last_swap_time,
             "train_triplets": n_train, "heldout_triplets": n_held, "frames": dict(self.buffer.counts),
-            "last_save": self.last_save,
+            "last_save": self.last_save, "swap_failures": self.swap_failures,
+            "swap_failing": self._swap_failures_in_a_row > 0, "last_swap_error": self.last_swap_error,
+            "weights_in_use": self._backend_version() if self._backend_version is not None else None,
+            "replay": self.replay.describe() if self.replay is not None else "off", "replay_used": self.replay_used,
         }
 
 
 def create_online_adapter(model_dir: str | os.PathLike, backend: Any, config: OnlineAdaptConfig | None = None,
-                          save_dir: str | os.PathLike | None = None) -> OnlineAdapter:
-    """The node's adapter: the torch backend only (it can take new weights between frames), the model
-    directory's ``weights.safetensors`` as the start. ValueError with the reason otherwise."""
-    if getattr(backend, "name", "") != "torch" or not hasattr(backend, "swap_networks"):
-        raise ValueError(f"adapt_online needs the torch backend (backend: torch); the {getattr(backend, 'name', '?')} "
-                         f"backend cannot take new weights while running (ONNX Runtime would need a re-export, "
-                         f"TensorRT an engine rebuild, in the background; not built: docs/adapt.md)")
+                          save_dir: str | os.PathLike | None = None,
+                          replay_dir: str | os.PathLike | None = None) -> OnlineAdapter:
+    """The node's adapter on the model directory's ``weights.safetensors``: for the torch backend the learner
+    runs on the backend's device and accepted networks are swapped in directly (every ``swap_every_s``); for
+    ONNX Runtime / TensorRT it runs on the CPU and accepted networks are re-exported (every ``export_every_s``,
+    :class:`~.online_swap.ExportSwap`). ``replay_dir``: a replay set (``ReplaySet.from_folder``). ValueError
+    with the reason when the backend cannot take new weights, the weights file is missing or the replay set
+    is unusable."""
+    name = getattr(backend, "name", "?")
+    if not (name == "torch" and hasattr(backend, "swap_networks")) and not hasattr(backend, "swap_exported"):
+        raise ValueError(f"adapt_online: the {name} backend cannot take new weights while running "
+                         f"(backends that can: torch, onnxruntime, tensorrt)")
     weights = Path(model_dir) / "weights.safetensors"
     if not weights.is_file():
         raise ValueError(f"adapt_online needs {weights} (the model's PyTorch weights; re-export the model)")
     config = config or OnlineAdaptConfig()
-    from depth_sfm_training.online_adapt import PhotometricLearner  # lazy: training code needs torch
+    from depth_sfm_training.online_adapt import PhotometricLearner, ReplaySet  # lazy: training code needs torch
 
-    learner = PhotometricLearner.from_weights(weights, lr=config.lr, device=getattr(backend, "device", "cpu"))
-    return OnlineAdapter(learner, config, swap=backend.swap_networks, save_dir=save_dir, model_dir=model_dir)
+    replay = None
+    if replay_dir:
+        height, width = backend.input_hw
+        replay = ReplaySet.from_folder(replay_dir, height, width, seed=config.seed)
+    if name == "torch":
+        learner = PhotometricLearner.from_weights(weights, lr=config.lr, device=getattr(backend, "device", "cpu"))
+        swap: Callable[..., Any] = backend.swap_networks
+    else:
+        from dataclasses import replace
+
+        from .online_swap import ExportSwap
+
+        learner = PhotometricLearner.from_weights(weights, lr=config.lr, device="cpu")
+        swap = ExportSwap(backend)
+        config = replace(config, swap_every_s=config.export_every_s)
+    return OnlineAdapter(learner, config, swap=swap, save_dir=save_dir, model_dir=model_dir, replay=replay,
+                         backend_version=lambda: getattr(backend, "weights_version", None))

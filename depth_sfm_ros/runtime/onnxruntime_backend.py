@@ -1,15 +1,17 @@
 """ONNX Runtime backend: one session per exported ONNX file, IO binding into preallocated numpy outputs.
 
-``onnxruntime`` is imported when the backend is created (not at module import).
+``onnxruntime`` is imported when the backend is created (not at module import). Online adaptation swaps in
+sessions of re-exported networks between inferences (:meth:`OnnxRuntimeBackend.swap_exported`).
 """
 from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Mapping
 
 import numpy as np
 
-from .backend_base import Backend, BackendOutput
+from .backend_base import Backend, BackendOutput, SwapSlot
 from .model_dir import ModelCard, ModelDirError, card_input_hw, check_io, onnx_files, read_model_card
 
 log = logging.getLogger(__name__)
@@ -83,6 +85,7 @@ class OnnxRuntimeBackend(Backend):
             options.intra_op_num_threads = int(threads)
             options.inter_op_num_threads = 1
         self.threads = threads
+        self._ort, self._options = ort, options
         self._runners: dict[str, _OrtRunner] = {}
         for name, path in files.items():
             if use_cuda and self._runners:  # the first session told whether CUDA works
@@ -100,15 +103,38 @@ class OnnxRuntimeBackend(Backend):
                 self.device = "cpu"
             self._runners[name] = runner
         self.has_mask = "mask.onnx" in self._runners
+        self._swap = SwapSlot()
+        self.weights_version = 0  # of the sessions in use; 0 = the loaded model
+
+    def swap_exported(self, files: Mapping[str, Path], version: int | None = None) -> int:
+        """Create sessions for re-exported ONNX files (file name -> path, the same set of files as the loaded
+        model) in the calling thread and queue them; they replace the running sessions at the start of the
+        next inference, never during one. Raises (ModelDirError, ValueError) and leaves the running sessions
+        as they are when a file is missing, cannot be loaded or has the wrong I/O. Returns the version the
+        backend reports once the set is in use. The files may be deleted once this returns."""
+        if set(files) != set(self._runners):
+            raise ValueError(f"onnxruntime backend: a swap needs {sorted(self._runners)}, got {sorted(files)}")
+        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if self.device == "cuda" else \
+            ["CPUExecutionProvider"]
+        runners = {name: _OrtRunner(self._ort, Path(path), name, self.card, providers, self._options)
+                   for name, path in files.items()}
+        return self._swap.put(runners, version)
+
+    def _take_swapped(self) -> None:
+        pending = self._swap.take()
+        if pending is not None:
+            self.weights_version, self._runners = pending
 
     def _infer(self, image_cur: np.ndarray, image_prev: np.ndarray | None) -> BackendOutput:
-        depth_out = self._runners["depth.onnx"].run({"image": image_cur})
+        self._take_swapped()  # between frames: sessions of adapted weights come in here
+        runners = self._runners  # read once: one set of sessions for the whole inference
+        depth_out = runners["depth.onnx"].run({"image": image_cur})
         pose_vec = dynamic_prob = None
         if image_prev is not None:
             pair = {"image_prev": image_prev, "image_cur": image_cur}
-            pose_vec = self._runners["pose.onnx"].run(pair)["pose"][0].astype(np.float64)
+            pose_vec = runners["pose.onnx"].run(pair)["pose"][0].astype(np.float64)
             if self.has_mask:
-                dynamic_prob = self._runners["mask.onnx"].run(pair)["dynamic_prob"][0, 0]
+                dynamic_prob = runners["mask.onnx"].run(pair)["dynamic_prob"][0, 0]
         return BackendOutput(disparity=depth_out["disparity"][0, 0], depth=depth_out["depth"][0, 0],
                              pose_vec=pose_vec, dynamic_prob=dynamic_prob)
 

@@ -17,12 +17,15 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Mapping
 
 import numpy as np
 
-from .backend_base import Backend, BackendOutput
+from .backend_base import Backend, BackendOutput, SwapSlot
 from .model_dir import card_input_hw, check_io, onnx_files, read_model_card
-from .tensorrt_engine import build_engine, strongly_typed
+from .tensorrt_engine import build_engine, default_cache_dir, strongly_typed
+
+ADAPTED_ENGINES_SUBDIR = "adapted"  # online adaptation's engines, beside (not over) the loaded model's
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +88,7 @@ class TensorRTBackend(Backend):
 
     name = "tensorrt"
     device = "cuda"
+    buffer_device = "cuda"  # where the I/O buffers live (the tests use "cpu" with a fake TensorRT)
 
     def __init__(self, model_dir: str | Path, fp16: bool = False, cache_dir: str | Path | None = None,
                  policy: str = "rebuild", calibration_images: np.ndarray | None = None,
@@ -102,27 +106,53 @@ class TensorRTBackend(Backend):
         self._torch = torch
         self._stream = torch.cuda.Stream()
         self._runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
-        self._runners: dict[str, _TrtRunner] = {}
+        self._trt = trt
+        self.precision = precision
+        self._build = {"precision": precision, "input_shape": (1, 3, h, w), "calibration_images": calibration_images}
+        self._cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        self._runners = self._engines(files, self._cache_dir, policy)
+        self.has_mask = "mask.onnx" in self._runners
+        self._swap = SwapSlot()
+        self.weights_version = 0  # of the engines in use; 0 = the loaded model
+
+    def _engines(self, files: Mapping[str, Path], cache_dir: Path, policy: str) -> dict[str, _TrtRunner]:
+        """One runner per ONNX file, its engine from the cache or built (``build_engine``)."""
+        runners = {}
         for file_name, path in files.items():
-            engine_bytes, engine_file = build_engine(path, precision=precision, cache_dir=cache_dir,
-                                                     input_shape=(1, 3, h, w), policy=policy,
-                                                     calibration_images=calibration_images)
-            runner = _TrtRunner(trt, torch, self._runtime, engine_bytes, file_name)
+            engine_bytes, engine_file = build_engine(path, cache_dir=cache_dir, policy=policy, **self._build)
+            runner = _TrtRunner(self._trt, self._torch, self._runtime, engine_bytes, file_name,
+                                device=self.buffer_device)
             check_io(file_name, engine_file, [(n, list(runner.buffers[n].shape)) for n in runner.inputs],
                      runner.outputs, self.card)
-            self._runners[file_name] = runner
-        self.has_mask = "mask.onnx" in self._runners
-        self.precision = precision
+            runners[file_name] = runner
+        return runners
+
+    def swap_exported(self, files: Mapping[str, Path], version: int | None = None) -> int:
+        """Build engines for re-exported ONNX files (file name -> path, the loaded model's set of files) in the
+        calling thread, at the loaded engines' precision, into ``<cache_dir>/adapted`` (the cache key holds the
+        ONNX file's sha256, so the weights: an unchanged file is not rebuilt, a changed one replaces the engine
+        there atomically; the loaded model's engines stay cached), and queue them: they replace the running
+        engines at the start of the next inference, never during one. A failed build raises and leaves the
+        running engines as they are. Returns the version the backend reports once the set is in use."""
+        if set(files) != set(self._runners):
+            raise ValueError(f"tensorrt backend: a swap needs {sorted(self._runners)}, got {sorted(files)}")
+        runners = self._engines({k: Path(v) for k, v in files.items()}, self._cache_dir / ADAPTED_ENGINES_SUBDIR,
+                                "rebuild")
+        return self._swap.put(runners, version)
 
     def _infer(self, image_cur: np.ndarray, image_prev: np.ndarray | None) -> BackendOutput:
         torch = self._torch
+        pending = self._swap.take()  # between frames: engines of adapted weights come in here
+        if pending is not None:
+            self.weights_version, self._runners = pending
+        runners = self._runners  # read once: one set of engines for the whole inference
         with torch.cuda.stream(self._stream):
-            out = dict(self._runners["depth.onnx"].run({"image": image_cur}, self._stream))
+            out = dict(runners["depth.onnx"].run({"image": image_cur}, self._stream))
             if image_prev is not None:
                 pair = {"image_prev": image_prev, "image_cur": image_cur}
-                out.update(self._runners["pose.onnx"].run(pair, self._stream))
+                out.update(runners["pose.onnx"].run(pair, self._stream))
                 if self.has_mask:
-                    out.update(self._runners["mask.onnx"].run(pair, self._stream))
+                    out.update(runners["mask.onnx"].run(pair, self._stream))
         self._stream.synchronize()
         host = {k: v.cpu().numpy() for k, v in out.items()}
         return BackendOutput(disparity=host["disparity"][0, 0], depth=host["depth"][0, 0],
