@@ -42,8 +42,8 @@ from depth_sfm_ros.msgs.image import compressed_msg_to_numpy, image_msg_to_numpy
 from .model_card import (MODEL_CARD_NAME, ONNX_FILES, SCALE_CONVENTIONS, ModelCard, sha256_file, utc_now_iso,
                          write_model_card)
 
-__all__ = ["ExportResult", "export_bundle", "export_runtime_onnx", "export_checkpoint", "load_calibration_images", "resolve_intrinsics",
-           "add_arguments", "run", "TensorRTUnavailable", "EngineBuildError"]
+__all__ = ["ExportResult", "export_bundle", "export_runtime_onnx", "export_checkpoint", "load_calibration_images",
+           "resolve_intrinsics", "add_arguments", "run", "TensorRTUnavailable", "EngineBuildError"]
 
 log = logging.getLogger(__name__)
 
