@@ -102,6 +102,28 @@ def test_resume_continues_the_same_loss_curve(synth_root, tmp_path, name):
         torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6, msg=key)
 
 
+@pytest.mark.parametrize("scheduler", ["none", "step"])
+def test_resume_takes_the_configured_learning_rate(synth_root, tmp_path, scheduler):
+    """optim.lr on resume replaces the rate saved in the optimiser state (a lower-rate last stage); a step
+    schedule's decay so far is kept and its later decays start from the new base."""
+    schedule = ("optim.scheduler_unit=step", "optim.step_size=2", "optim.gamma=0.5")
+    first = Trainer(_config(synth_root, "baseline_monodepth2", "train.max_steps=3", "optim.lr=1e-3",
+                            f"optim.scheduler={scheduler}", *schedule), tmp_path / "a")
+    first.fit()
+    decay = 0.5 if scheduler == "step" else 1.0                    # one decay at step 2
+    assert first.optimizer.param_groups[0]["lr"] == pytest.approx(1e-3 * decay)
+    ckpt = tmp_path / "a" / "checkpoints" / "last.pt"
+
+    same = Trainer(_config(synth_root, "baseline_monodepth2", "train.max_steps=4", "optim.lr=1e-3",
+                           f"optim.scheduler={scheduler}", *schedule), None, resume=ckpt)
+    assert same.optimizer.param_groups[0]["lr"] == pytest.approx(1e-3 * decay)
+    lower = Trainer(_config(synth_root, "baseline_monodepth2", "train.max_steps=5", "optim.lr=1e-4",
+                            f"optim.scheduler={scheduler}", *schedule), None, resume=ckpt)
+    assert lower.optimizer.param_groups[0]["lr"] == pytest.approx(1e-4 * decay)
+    lower.fit()                                                     # steps 4 and 5: one more decay at step 4
+    assert lower.optimizer.param_groups[0]["lr"] == pytest.approx(1e-4 * decay * decay)
+
+
 def test_resume_rejects_a_different_model(synth_root, tmp_path):
     trainer = Trainer(_config(synth_root, "baseline_monodepth2", "train.max_steps=1"), tmp_path)
     trainer.fit()

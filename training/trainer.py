@@ -25,6 +25,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import math
 import random
 import time
 from dataclasses import dataclass, field
@@ -345,6 +346,7 @@ class Trainer:
             self.scheduler.load_state_dict(extra["scheduler"])
         if extra.get("scaler") and self.scaler.is_enabled():
             self.scaler.load_state_dict(extra["scaler"])
+        self._apply_configured_lr(path)
         if extra.get("prior_taken_at") is not None:
             self.prior.load_state(_prior_path(path), int(extra["prior_taken_at"]), self.device)
         self.step = int(ckpt["step"])
@@ -354,6 +356,26 @@ class Trainer:
                         "but the data order differs from an uninterrupted run", path, self.dist.world_size,
                         self.steps_per_epoch, extra.get("world_size"), extra.get("steps_per_epoch"))
         log.info("resumed %s at step %d", path, self.step)
+
+    def _apply_configured_lr(self, path: Path) -> None:
+        """Make ``optim.lr`` of this run's config the base learning rate after a resume.
+
+        The optimiser state of a checkpoint carries its own rate, so without this a resume with another
+        ``optim.lr`` (the usual way to start a lower-rate last stage) would silently keep the old one. The decay a
+        scheduler applied so far is kept: lr = new base x (saved lr / saved base).
+        """
+        new_base = float(self.config["optim"]["lr"])
+        for group in self.optimizer.param_groups:
+            old_base = float(group.get("initial_lr", group["lr"]))
+            if math.isclose(old_base, new_base, rel_tol=1e-9):
+                continue
+            group["lr"] = new_base * float(group["lr"]) / old_base
+            if "initial_lr" in group:
+                group["initial_lr"] = new_base
+            log.info("resuming %s: learning rate base %.3g -> %.3g (optim.lr), now %.3g", path, old_base, new_base,
+                     group["lr"])
+        if self.scheduler is not None:
+            self.scheduler.base_lrs = [new_base for _ in self.optimizer.param_groups]
 
     def save_checkpoint(self, path: Path) -> Path:
         """Write a resumable checkpoint (rank 0 only; other ranks return without writing)."""
