@@ -47,3 +47,21 @@ def test_bench_node_runs_both_sides_and_the_transport_floor():
     assert result["node"]["received"] == result["bare"]["received"] == 4
     assert result["transport_floor_p50_ms"] > 0
     assert "transport floor" in out.stdout
+
+
+@pytest.mark.ros
+def test_bench_online_adapt_node_mode_runs_both_sides_and_says_when_no_step_happened():
+    """--node mechanics on a few frames (too few for an adaptation step: the run must say it measured nothing)."""
+    pytest.importorskip("rclpy")
+    pytest.importorskip("torch")
+    out = subprocess.run([sys.executable, str(REPO / "bench" / "bench_online_adapt.py"), "--node", "--frames", "4",
+                          "--warmup", "2", "--repeats", "1", "--rate", "10"],
+                         capture_output=True, text=True, timeout=300, cwd=REPO)
+    result = json.loads(out.stdout.strip().splitlines()[-1].removeprefix("RESULT "))
+    assert [b["side"] for b in result["blocks"]] == ["off", "on"]
+    assert result["off"]["received"] == result["on"]["received"] == 4
+    assert result["on"]["samples"] > 0 and result["on"]["pipeline_p50_ms"] > 0
+    if result["adapt_steps_during_on_blocks"] == 0:
+        assert out.returncode == 1 and not result["measured"] and "NO adaptation step happened" in out.stdout
+    else:
+        assert out.returncode == 0 and result["measured"]

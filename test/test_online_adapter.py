@@ -77,6 +77,26 @@ def test_frame_sink_reads_the_pipeline_decision():
     assert adapter.buffer.counts["still"] == 1 and adapter.buffer.counts["kept"] == 0
 
 
+def test_frame_sink_skips_a_frozen_camera_that_the_pose_net_calls_moving():
+    """The images show no motion but the pose net's motion is above the gate's caps (reason pose_motion, so the
+    Pipeline's still is False, as measured over DDS with the bundled model on a frozen camera): not buffered."""
+    from depth_sfm_ros.runtime.motion_gate import ImageMotion, MotionDecision
+
+    def result(moving_image: bool, still: bool):
+        image = ImageMotion(motion_px=1.5 if moving_image else 0.0, moving_fraction=0.5 if moving_image else 0.0,
+                            textured_fraction=0.8, noise_grey=0.5, change_ratio=1.0, basis="texture",
+                            moving=moving_image)
+        reason = "image_motion" if moving_image else ("image_still" if still else "pose_motion")
+        motion = MotionDecision(still=still, reason=reason, image=image, translation_m=0.3, rotation_deg=0.1)
+        return type("Result", (), {"still": still, "reset": False, "stamp_s": 1.0, "motion": motion})()
+
+    adapter = OnlineAdapter(learner=None)
+    adapter.frame_sink(_frame(0), K, result(moving_image=False, still=False))  # frozen image, pose_motion
+    assert adapter.buffer.counts["still"] == 1 and adapter.buffer.counts["kept"] == 0
+    adapter.frame_sink(_frame(1), K, result(moving_image=True, still=False))
+    assert adapter.buffer.counts["kept"] == 1
+
+
 # ----------------------------------------------------------------------------------------------- safeguards
 class FakeLearner:
     """weights: one number; held-out loss = |w - 1|; each step adds the next planned delta (or its loss)."""

@@ -1,8 +1,10 @@
 """Online adaptation over real DDS: depth_sfm_node with ``adapt_online: true`` and the torch backend keeps
 publishing depth while its adaptation worker runs, reports the adaptation in /diagnostics, survives a poisoned
-stream (black frames, a NaN CameraInfo) and saves loadable, finite weights on request (~/adapt/save) and at
-shutdown. Over a replayed synthetic drive it reports accepted steps and a falling held-out loss (with a replay
-set mixed in), and with the onnxruntime backend it re-exports and swaps sessions while depth keeps coming.
+stream (black frames, NaN CameraInfos, a frozen camera: one image repeated with advancing stamps): none of them
+enters the training buffer, adaptation steps on what was buffered end in no error, the weights it saves on request
+(~/adapt/save) after the stream are finite and load, and depth after the poisoned stretch is published and finite.
+Over a replayed synthetic drive it reports accepted steps and a falling held-out loss (with a replay set mixed in),
+and with the onnxruntime backend it re-exports and swaps sessions while depth keeps coming.
 
 The last two are driven by what the node reports, not by the clock: frames are published until the adaptation
 status says what the test waits for (then a few more), with a frame cap only as a failure bound."""
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
 rclpy = pytest.importorskip("rclpy")
@@ -18,7 +21,10 @@ pytest.importorskip("safetensors")
 from ros_helpers import common  # noqa: E402
 
 pytestmark = pytest.mark.ros
-PLAN = "good:21,black:3,nan_info:2,good:18"
+FROZEN = 8  # frames of the frozen camera (the last good image repeated, the stamps advancing)
+PLAN = f"good:21,black:3,nan_info:2,good:3,frozen:{FROZEN},good:15"
+POISON = ("black", "nan_info", "frozen")
+MIN_STEPS = 2  # adaptation steps the node must have run (on the buffer the poisoned stream left) before the save
 
 
 @pytest.fixture(scope="module")
@@ -32,34 +38,55 @@ def run(tmp_path_factory):
                              "-p", "diagnostics_period_s:=0.2", "-p", "camera_info_wait_s:=0.15")
     try:
         played, rec, _ = common.play_and_record(tmp, env, PLAN, rate_hz=5.0, timeout_s=120.0)
-        saved_on_request = _request_save(common.unique_domain_id(47), save_dir / "weights.safetensors")
+        after = _steps_then_save(common.unique_domain_id(47), save_dir / "weights.safetensors")
     finally:
         rc = node.stop(timeout_s=60.0)
     return {"played": played, "rec": rec, "rc": rc, "log": node.log(), "save_dir": save_dir,
-            "model_dir": model_dir, "saved_on_request": saved_on_request}
+            "model_dir": model_dir, "saved_on_request": after["saved"], "status_before_save": after["status"]}
 
 
-def _request_save(domain_id: int, weights, timeout_s: float = 30.0) -> bool:
-    """Publish std_msgs/Empty on the node's ~/adapt/save until the weights file appears."""
+def _steps_then_save(domain_id: int, weights, min_steps: int = MIN_STEPS, steps_cap_s: float = 90.0,
+                     save_cap_s: float = 30.0) -> dict:
+    """After the stream: wait until the node's online adaptation status reports ``min_steps`` steps (the worker
+    keeps stepping on its buffer without new frames; the cap only bounds a failure), then publish std_msgs/Empty on
+    ~/adapt/save until the weights file appears. Returns the last status seen before the save and whether the
+    file appeared."""
     import time
 
+    from diagnostic_msgs.msg import DiagnosticArray
     from std_msgs.msg import Empty
 
     from depth_sfm_ros.ros import topics
+
+    seen: dict = {"status": None}
+
+    def on_diagnostics(msg) -> None:
+        for status in msg.status:
+            if status.name.endswith("online adaptation"):
+                seen["status"] = {"level": int.from_bytes(status.level, "little"), "message": status.message,
+                                  "values": {kv.key: kv.value for kv in status.values}}
+
+    def steps() -> int:
+        return int(seen["status"]["values"]["adapt_steps"]) if seen["status"] else -1
 
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=domain_id)
     try:
         probe = rclpy.create_node("save_requester", context=context)
+        executor = rclpy.executors.SingleThreadedExecutor(context=context)
+        executor.add_node(probe)
+        probe.create_subscription(DiagnosticArray, "/diagnostics", on_diagnostics, 50)
         pub = probe.create_publisher(Empty, topics.resolve(topics.ADAPT_SAVE_TOPIC), 10)
-        deadline = time.monotonic() + timeout_s
-        while pub.get_subscription_count() == 0 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        deadline = time.monotonic() + steps_cap_s
+        while (steps() < min_steps or pub.get_subscription_count() == 0) and time.monotonic() < deadline:
+            executor.spin_once(timeout_sec=0.1)
+        status = seen["status"]
         pub.publish(Empty())
+        deadline = time.monotonic() + save_cap_s
         while not weights.is_file() and time.monotonic() < deadline:
-            time.sleep(0.1)
+            executor.spin_once(timeout_sec=0.1)
         probe.destroy_node()
-        return weights.is_file()
+        return {"status": status, "saved": weights.is_file()}
     finally:
         rclpy.try_shutdown(context=context)
 
@@ -84,14 +111,31 @@ def test_diagnostics_report_the_adaptation(run):
     assert statuses[-1]["level"] == 0
     for key in ("adapt_steps", "adapt_rollbacks", "adapt_heldout_change", "adapt_last_swap_age_s", "adapt_buffer"):
         assert key in last
-    # the black frames never entered the training buffer (flat, or still against the reference)
+    # the black frames never entered the training buffer (flat, or still against the reference), nor did the
+    # frozen camera's repeats of one image (still: no image motion against the reference)
     skipped = dict(item.split(" ") for item in last["adapt_frames_skipped"].split(", "))
-    assert int(skipped["flat"]) + int(skipped["still"]) >= 3, last
+    assert int(skipped["flat"]) + int(skipped["still"]) >= 3 + FROZEN - 1, last
+    assert int(skipped["still"]) >= FROZEN - 1, last
     # the node's own status is still the last one of each message (tools read it)
     assert run["rec"].last_diagnostics()["name"].endswith("depth_sfm")
 
 
+def test_adaptation_ran_on_the_poisoned_stream_without_error(run):
+    """After the stream (poisoned stretch included) the worker ran steps on what it buffered, and is not in the
+    error state (a non-finite loss from a poisoned triplet would have stopped it there, at level ERROR)."""
+    status = run["status_before_save"]
+    print("adaptation status before the save:", status)
+    assert status is not None, run["log"][-3000:]
+    values = status["values"]
+    assert int(values["adapt_steps"]) >= MIN_STEPS, (status, run["log"][-3000:])
+    assert values["adapt_state"] == "adapting" and status["level"] == 0, status
+    for key in ("adapt_last_loss", "adapt_heldout_start", "adapt_heldout_best"):
+        assert math.isfinite(float(values[key])), status
+
+
 def test_saved_weights_are_finite_and_load(run):
+    """The weights in use (the last accepted set, what the backend is given) saved after the poisoned stream and
+    the steps on it: finite, and a loadable model directory."""
     from depth_sfm_ros.models.weights_file import bundle_from_weights
 
     assert "online adaptation:" in run["log"], run["log"]
@@ -100,6 +144,28 @@ def test_saved_weights_are_finite_and_load(run):
     bundle, _ = bundle_from_weights(run["save_dir"])
     assert all(math.isfinite(float(p.detach().abs().sum())) for p in bundle.parameters())
     assert (run["save_dir"] / "model_card.yaml").is_file()
+    from depth_sfm_ros.runtime.pipeline import Pipeline, PipelineConfig
+
+    pipeline = Pipeline(PipelineConfig(model=str(run["save_dir"]), backend="torch", device="cpu", threads=1,
+                                       scale_mode="none"))
+    try:
+        image = np.random.default_rng(0).integers(0, 255, (64, 192, 3), dtype=np.uint8)
+        depth = pipeline.process(image, "rgb8", 0.0, None).depth_m
+    finally:
+        pipeline.close()
+    assert np.isfinite(depth).mean() > 0.5 and not np.isinf(depth).any()
+
+
+def test_depth_after_the_poisoned_stretch_is_published_and_finite(run):
+    steps = run["played"]["steps"]
+    last_poison = max(i for i, s in enumerate(steps) if s["kind"] in POISON)
+    after = {s["stamp_ns"] for s in steps[last_poison + 1:]}
+    rec = run["rec"]
+    depths = [d for e, d in zip(rec.meta["depth"], rec.images("depth")) if e["stamp_ns"] in after]
+    assert len(depths) >= len(after) // 2, run["log"][-3000:]
+    for depth in depths:  # NaN marks out-of-range pixels by design; most must be finite, none infinite
+        assert np.isfinite(depth).mean() > 0.5 and not np.isinf(depth).any()
+        assert (depth[np.isfinite(depth)] > 0).all()
 
 
 # ----------------------------------------------------------------------------------------------- closed-loop drive

@@ -4,7 +4,9 @@ ROS-free and torch-free at module level. Three parts:
 
 * :class:`FrameBuffer`: bounded buffers of training and held-out *triplets* (three consecutive moving frames
   at network size, target in the middle), fed from the Pipeline's frame observer (``Pipeline.frame_sink``).
-  Still frames (the motion gate's decision, ``FrameResult.still``) are skipped; a non-finite or flat (black /
+  Still frames (the motion gate's decision, ``FrameResult.still``, and frames whose images alone show no motion:
+  a frozen camera repeating one image, even where the pose net's motion overrides the gate) are skipped; a
+  non-finite or flat (black /
   frozen-to-one-value) image, or non-finite / non-positive intrinsics, is skipped and breaks the run of
   consecutive frames; a reset (first frame, stamp jump, size change) breaks it too. Triplets do not share
   frames; every ``heldout_every``-th one goes to the held-out buffer, which no step ever trains on.
@@ -217,9 +219,16 @@ class OnlineAdapter:
 
     # ------------------------------------------------------------------ feeding (inference thread)
     def frame_sink(self, image: np.ndarray, K: Any, result: Any) -> None:
-        """``Pipeline.frame_sink``: offer the frame (the FrameResult's still / reset decide); never raises."""
+        """``Pipeline.frame_sink``: offer the frame (the FrameResult's still / reset decide); never raises.
+
+        A frame whose images show no motion (``result.motion.image.moving`` false) counts as still here even
+        when the gate calls it moving because the pose net's motion is above its caps (``pose_motion``): a
+        frozen camera repeating one image gives the pose net an arbitrary motion, and a triplet without
+        parallax teaches nothing but a wrong pose."""
         try:
-            self.buffer.offer(image, K, still=bool(getattr(result, "still", False)),
+            image_motion = getattr(getattr(result, "motion", None), "image", None)
+            image_still = image_motion is not None and not bool(getattr(image_motion, "moving", True))
+            self.buffer.offer(image, K, still=bool(getattr(result, "still", False)) or image_still,
                               reset=bool(getattr(result, "reset", False)),
                               stamp_s=float(getattr(result, "stamp_s", 0.0)))
         except Exception as exc:  # pragma: no cover - defensive: the inference path must not fail here

@@ -19,6 +19,7 @@ Plan steps (``name`` or ``name:count``), each one message ``1/rate`` seconds apa
   bad_compressed  garbage bytes on image/compressed
   black         next frame's stamp, an all-black rgb8 image (+ CameraInfo): a covered lens
   nan_info      next frame with a CameraInfo whose K and P are NaN
+  frozen        next frame's stamp (+ CameraInfo), the image last published again: a frozen camera driver
 Writes the published steps (kind, stamp, size) as JSON to --log and the ground truth of the
 synthetic frames to --gt (npz). Waits for a subscriber on the image topic first.
 With ``--odom-topic`` it also publishes, before each frame, a nav_msgs/Odometry stamped like the frame
@@ -112,6 +113,7 @@ def main() -> int:
 
     log, gt_index = [], []
     frame_i = 0
+    last_image = None  # the image of the last frame step (what a frozen driver repeats)
     last_stamp_ns = seq[0].stamp_ns - 100_000_000
     for step in plan:
         header = Header(frame_id=args.frame_id)
@@ -149,6 +151,9 @@ def main() -> int:
                 K = K.scaled(2 * args.width, 2 * args.height)
             if step == "black":
                 image = np.zeros_like(image)
+            if step == "frozen" and last_image is not None:
+                image = last_image
+            last_image = image
             if step == "nan_info":
                 nan_info = rclpy_msgs.intrinsics_to_camera_info(K, header)
                 nan_info.k = [float("nan")] * 9
