@@ -10,7 +10,6 @@ exactly as the export does.
 from __future__ import annotations
 
 import logging
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ import numpy as np
 import torch
 
 from ..models.layers import disp_to_depth
-from .backend_base import Backend, BackendOutput, find_checkpoint
+from .backend_base import Backend, BackendOutput, SwapSlot, find_checkpoint
 from .model_dir import ModelCard, ModelDirError, card_input_hw, read_model_card
 
 log = logging.getLogger(__name__)
@@ -87,10 +86,8 @@ class TorchBackend(Backend):
         self._graphs: dict[bool, tuple[Any, dict[str, torch.Tensor]]] = {}
         self.use_cuda_graphs = bool(cuda_graphs) and self.device == "cuda"
         # online adaptation: a complete new weight set waits here until the next infer() picks it up
-        self._swap_lock = threading.Lock()
-        self._pending: tuple[int, dict[str, torch.nn.Module]] | None = None
+        self._swap = SwapSlot()
         self.weights_version = 0  # of the set in use; 0 = the loaded model
-        self._queued_versions = 0
 
     def swap_networks(self, depth_net: torch.nn.Module, pose_net: torch.nn.Module,
                       mask_net: torch.nn.Module | None = None, version: int | None = None) -> int:
@@ -106,15 +103,10 @@ class TorchBackend(Backend):
             nets["mask"] = mask_net
         for net in nets.values():
             net.eval().to(self._torch_device)
-        with self._swap_lock:
-            self._queued_versions += 1
-            version = self._queued_versions if version is None else int(version)
-            self._pending = (version, nets)  # a set queued earlier and not taken in yet is replaced
-        return version
+        return self._swap.put(nets, version)  # a set queued earlier and not taken in yet is replaced
 
     def _take_pending(self) -> None:
-        with self._swap_lock:
-            pending, self._pending = self._pending, None
+        pending = self._swap.take()
         if pending is not None:
             self.weights_version, self.nets = pending[0], pending[1]
             self._graphs.clear()  # captured graphs hold the old parameters' addresses
