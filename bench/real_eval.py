@@ -10,6 +10,7 @@ models' scores on the adaptation's held-out frames (docs/adapt.md).
 
     python bench/real_eval.py                                       # bundled model, onnxruntime
     python bench/real_eval.py --model runs/x/checkpoints/last.pt    # a checkpoint (exported first)
+    python bench/real_eval.py --model last.pt --depth-flip-average  # ... exported with the test-time flip
     python bench/real_eval.py --dataset tum_rgbd --path ~/data/rgbd_dataset_freiburg1_desk --depth-range 0.1 10
     python bench/real_eval.py --threads 1 --adapt-minutes 7 --out bench/results   # + before / after adapt
 """
@@ -44,6 +45,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="exported model dir, or a training checkpoint (.pt, exported to ONNX first); "
                              "default: the bundled model")
     parser.add_argument("--backend", default="onnxruntime", choices=("onnxruntime", "torch"))
+    parser.add_argument("--depth-flip-average", action=argparse.BooleanOptionalAction, default=None,
+                        help="with a checkpoint --model: export it with (or without) the depth test-time flip "
+                             "(default: the checkpoint's model.depth_flip_average)")
     parser.add_argument("--real-root", type=Path, default=DEFAULT_REAL_ROOT,
                         help="folder with the real sequences (default ../shared/real)")
     parser.add_argument("--dataset", default=None,
@@ -91,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
             from depth_sfm_ros.runtime.export import export_checkpoint
 
             # adapt fine-tunes the exported weights.safetensors, so write them when adapting
-            export_checkpoint(model, Path(tmp) / "model", weights=adapt is not None)
+            export_checkpoint(model, Path(tmp) / "model", weights=adapt is not None,
+                              depth_flip_average=args.depth_flip_average)
             model = str(Path(tmp) / "model")
         if args.dataset is not None:
             if args.path is None:

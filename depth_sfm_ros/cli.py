@@ -19,6 +19,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "train": ("depth_sfm_training.cli", "self-supervised training from a YAML config (torchrun for multi-GPU)"),
     "adapt": ("depth_sfm_training.adapt", "fine-tune a model on one unlabelled recording (bag or image folder) with "
               "a replay set, a time / step budget and a held-out before/after check; exports a model dir"),
+    "average": ("depth_sfm_training.average", "average the weights of several checkpoints of one run (stochastic "
+                "weight averaging after the fact)"),
     "evaluate": ("depth_sfm_training.evaluate", "KITTI Eigen / Cityscapes / odometry / synthetic evaluation of a checkpoint"),
     "export": ("depth_sfm_ros.runtime.export", "export a checkpoint to ONNX (+ model card) and optionally TensorRT engines"),
     "eval-bag": ("depth_sfm_ros.bag.cli", "replay a rosbag through the pipeline and score it against ground truth"),

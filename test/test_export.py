@@ -108,6 +108,47 @@ def test_model_card_contents_and_round_trip(lite_export, tmp_path):
     assert sorted(model_dir.onnx_files(result.out_dir)) == sorted(result.onnx_files)
 
 
+def test_export_depth_flip_average_bakes_the_test_time_flip(tmp_path):
+    """--depth-flip-average: depth.onnx computes (d(x) + mirror(d(mirror(x)))) / 2 with the usual ops, the card and
+    weights record it, the PyTorch backend built from the weights runs the same, and the caller's net is unchanged."""
+    from depth_sfm_ros.runtime.backends import create_backend
+
+    cfg = dict(LITE, use_motion_net=False)
+    torch.manual_seed(1)
+    bundle = build_models(cfg).eval()
+    plain = export_bundle(bundle, cfg, tmp_path / "plain", intrinsics_normalized=K_NORM)
+    flip = export_bundle(bundle, cfg, tmp_path / "flip", intrinsics_normalized=K_NORM, depth_flip_average=True)
+    assert bundle.depth.flip_average is False  # restored
+    assert flip.card.model_config["depth_flip_average"] is True
+    assert plain.card.model_config["depth_flip_average"] is False
+    model = onnx.load(str(flip.out_dir / "depth.onnx"))
+    assert [[d.dim_value for d in v.type.tensor_type.shape.dim] for v in model.graph.input] == [[1, 3, H, W]]
+    assert {node.op_type for node in model.graph.node} <= {
+        "Conv", "Relu", "Elu", "Sigmoid", "Add", "Sub", "Mul", "Concat", "Slice", "Resize", "GlobalAveragePool",
+        "ReduceMean", "Reciprocal", "Constant", "Identity"}
+
+    def onnx_disparity(out_dir, image):
+        sess = ort.InferenceSession(str(out_dir / "depth.onnx"), providers=["CPUExecutionProvider"])
+        return sess.run(["disparity"], {"image": image})[0]
+
+    image = _frames(7)[1]
+    mirrored = np.ascontiguousarray(image[..., ::-1])
+    with torch.no_grad():
+        single = bundle.depth(torch.from_numpy(image))[0].numpy()
+        of_mirror = bundle.depth(torch.from_numpy(mirrored))[0].numpy()[..., ::-1]
+    assert _rel_close(onnx_disparity(plain.out_dir, image), single)
+    averaged = onnx_disparity(flip.out_dir, image)
+    assert _rel_close(averaged, 0.5 * (single + of_mirror))
+    assert np.abs(averaged - single).max() > 1e-4  # the switch changes the output
+    np.testing.assert_allclose(onnx_disparity(flip.out_dir, mirrored), averaged[..., ::-1], atol=1e-5)
+    outputs = [create_backend(flip.out_dir, name=name, device="cpu", threads=1).infer(image, image)
+               for name in ("onnxruntime", "torch")]
+    np.testing.assert_allclose(outputs[0].disparity, averaged[0, 0], rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(outputs[1].disparity, averaged[0, 0], rtol=1e-4, atol=1e-6)
+    with pytest.raises(ValueError, match="depth_flip_average"):
+        export_bundle(bundle, cfg, tmp_path / "bad", intrinsics_normalized=K_NORM, depth_flip_average="yes")
+
+
 def test_verify_files_detects_modified_onnx(lite_export, tmp_path):
     _, result = lite_export
     for name in result.card.files:  # the ONNX files and weights.safetensors
@@ -232,6 +273,32 @@ def test_cli_export_end_to_end(tmp_path, capsys):
     assert "checkpoint not found" in capsys.readouterr().err
     assert cli_main(["export", "--checkpoint", str(ckpt), "--out", str(tmp_path / "y"), "--int8"]) == 2
     assert "--calib" in capsys.readouterr().err
+
+
+def test_cli_re_export_of_a_model_dir_with_and_without_the_flip(tmp_path, capsys):
+    """`depth-sfm export --checkpoint MODEL_DIR --depth-flip-average` re-exports from weights.safetensors (FP16-rounded
+    weights), keeps the card's intrinsics and training config, and switches the test-time flip on and off again."""
+    ckpt = tmp_path / "last.pt"
+    torch.manual_seed(4)
+    cfg = dict(LITE, use_motion_net=False)
+    train_config = {"experiment": "cli", "data": {"height": H, "width": W, "intrinsics_normalized": K_NORM}}
+    save_checkpoint(ckpt, build_models(cfg), cfg, train_config, step=5, epoch=1)
+    first, flipped, back = tmp_path / "first", tmp_path / "flipped", tmp_path / "back"
+    assert cli_main(["export", "--checkpoint", str(ckpt), "--out", str(first)]) == 0
+    assert cli_main(["export", "--checkpoint", str(first), "--out", str(flipped), "--depth-flip-average"]) == 0
+    assert cli_main(["export", "--checkpoint", str(flipped), "--out", str(back), "--no-depth-flip-average"]) == 0
+    capsys.readouterr()
+    cards = [read_model_card(d) for d in (first, flipped, back)]
+    assert [c.model_config["depth_flip_average"] for c in cards] == [False, True, False]
+    assert all(c.intrinsics_normalized == K_NORM and c.training_config == train_config for c in cards)
+    assert cards[1].metrics["re_exported_from"] == str(first)
+    image = _frames(5)[1]
+    disparity = [ort.InferenceSession(str(d / "depth.onnx")).run(["disparity"], {"image": image})[0]
+                 for d in (first, flipped, back)]
+    np.testing.assert_allclose(disparity[2], disparity[0], rtol=5e-3, atol=1e-4)  # FP16-rounded weights
+    assert np.abs(disparity[1] - disparity[0]).max() > 10 * np.abs(disparity[2] - disparity[0]).max()
+    assert cli_main(["export", "--checkpoint", str(tmp_path), "--out", str(tmp_path / "z")]) == 2
+    assert "weights.safetensors" in capsys.readouterr().err
 
 
 @pytest.mark.skipif(HAS_TENSORRT, reason="checks the behaviour without TensorRT")

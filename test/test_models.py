@@ -182,6 +182,42 @@ def test_depth_net_normalises_inside_and_checks_input():
         DepthNet("resnet101")
 
 
+@pytest.mark.parametrize("batch", [1, 3])
+def test_depth_net_predict_flip_average_is_mirror_equivariant(batch):
+    """depth_flip_average: predict = (d(x) + mirror(d(mirror(x)))) / 2, hence predict(mirror(x)) = mirror(predict(x)).
+    Without it an (asymmetric, random) net is not mirror-equivariant: the switch changes the output."""
+    h, w = SIZES[0]
+    plain = build_models({"encoder": "lite", "use_motion_net": False}).depth.eval()
+    flip = build_models({"encoder": "lite", "use_motion_net": False, "depth_flip_average": True}).depth.eval()
+    flip.load_state_dict(plain.state_dict())
+    assert flip.flip_average and not plain.flip_average
+    x = _images(batch, h, w, seed=3)
+    mirror = lambda t: torch.flip(t, dims=[3])  # noqa: E731
+    with torch.no_grad():
+        single, mirrored = plain.predict(x), mirror(plain(mirror(x), all_scales=False)[0])
+        averaged = flip.predict(x)
+        assert single.shape == averaged.shape == (batch, 1, h, w)
+        assert torch.allclose(single, plain(x, all_scales=False)[0])
+        assert torch.allclose(averaged, 0.5 * (single + mirrored), atol=1e-6)
+        assert torch.allclose(flip.predict(mirror(x)), mirror(averaged), atol=1e-6)
+        assert (plain.predict(mirror(x)) - mirror(single)).abs().max() > 1e-4
+        for i in range(batch):  # the batch of 2B keeps every image with its own mirror image
+            assert torch.allclose(flip.predict(x[i:i + 1]), averaged[i:i + 1], atol=1e-6)
+
+
+def test_depth_net_predict_flip_average_gradient_is_mirror_equivariant():
+    """The flip path is differentiable (adaptation fine-tunes through it) and its input gradient of a mirrored
+    objective is the mirrored gradient."""
+    net = DepthNet("lite", flip_average=True).eval()
+    x = _images(1, 64, 96, seed=4).requires_grad_(True)
+    weight = torch.rand(1, 1, 64, 96, generator=torch.Generator().manual_seed(5))
+    (grad,) = torch.autograd.grad((net.predict(x) * weight).sum(), x)
+    xm = torch.flip(x.detach(), dims=[3]).requires_grad_(True)
+    (grad_m,) = torch.autograd.grad((net.predict(xm) * torch.flip(weight, dims=[3])).sum(), xm)
+    assert torch.isfinite(grad).all() and grad.abs().sum() > 0
+    assert torch.allclose(torch.flip(grad_m, dims=[3]), grad, atol=1e-6, rtol=1e-4)
+
+
 def test_parameter_counts():
     lite = count_parameters(DepthNet("lite"))
     r18 = count_parameters(DepthNet("resnet18"))
@@ -275,7 +311,7 @@ def test_model_config_validation():
            ({"width": True}, "width"), ({"min_depth": 10.0, "max_depth": 5.0}, "max_depth"),
            ({"min_depth": -1}, "min_depth"), ({"num_scales": 5}, "num_scales"),
            ({"use_motion_net": "yes"}, "use_motion_net"), ({"weights_path": "w.pth"}, "weights_path"),
-           ({"pose_encoder": "resnet34"}, "pose_encoder")]
+           ({"pose_encoder": "resnet34"}, "pose_encoder"), ({"depth_flip_average": 1}, "depth_flip_average")]
     for override, key in bad:
         with pytest.raises(ValueError, match=key):
             validate_model_config(override)

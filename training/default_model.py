@@ -40,7 +40,8 @@ def _last_logged(run_dir: Path) -> dict:
 
 
 def build_default_model(checkpoint: Path, out: Path, data: str, machine: str, frames: int = 100,
-                        intrinsics_normalized: list[float] | None = None, real_root: Path | None = None) -> dict:
+                        intrinsics_normalized: list[float] | None = None, real_root: Path | None = None,
+                        depth_flip_average: bool | None = None) -> dict:
     from depth_sfm_ros.demo import HELD_OUT_SEED, run_demo
     from depth_sfm_ros.models import build_from_checkpoint, load_checkpoint
     from depth_sfm_ros.runtime.export import export_bundle
@@ -54,7 +55,8 @@ def build_default_model(checkpoint: Path, out: Path, data: str, machine: str, fr
 
     def export(target: Path, metrics: dict) -> None:
         export_bundle(bundle, model_config, target, train_config=ckpt.get("train_config"), checkpoint_extra=extra,
-                      intrinsics_normalized=intrinsics_normalized, git_commit=ckpt.get("git_commit"), metrics=metrics)
+                      intrinsics_normalized=intrinsics_normalized, git_commit=ckpt.get("git_commit"), metrics=metrics,
+                      depth_flip_average=depth_flip_average)
 
     with tempfile.TemporaryDirectory() as tmp:
         staged = Path(tmp) / "model"
@@ -100,11 +102,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="real sequences for the card's real-camera metrics (default ../shared/real)")
     parser.add_argument("--intrinsics", default=None,
                         help="fx/W,fy/H,cx/W,cy/H of the training camera when the checkpoint lacks them")
+    parser.add_argument("--depth-flip-average", action=argparse.BooleanOptionalAction, default=None,
+                        help="the depth test-time flip in the exported model (default: the checkpoint's setting)")
     args = parser.parse_args(argv)
     intrinsics = [float(v) for v in args.intrinsics.split(",")] if args.intrinsics else None
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     summary = build_default_model(args.checkpoint, args.out, args.data, args.machine, args.frames, intrinsics,
-                                  args.real_root)
+                                  args.real_root, args.depth_flip_average)
     print(json.dumps(summary, indent=1, default=str))
     return 0
 

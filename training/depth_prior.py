@@ -30,7 +30,6 @@ import torch.nn as nn
 
 from depth_sfm_ros.fileio import atomic_write
 from depth_sfm_training.config import ConfigError
-from depth_sfm_training.validation import full_res
 
 __all__ = ["DepthPrior", "PRIOR_SOURCES", "PRIOR_REQUIRED", "load_prior_depth_net"]
 
@@ -134,5 +133,5 @@ class DepthPrior:
             return None
         if self.mode == "snapshot" and (self.net is None or step - self.taken_at >= self.refresh):
             self._snapshot(step)
-        disp = full_res(self.net(image))
+        disp = self.net.predict(image)  # the prior's own inference rule (its test-time flip, if it has one)
         return disp_to_depth(disp.float(), self.min_depth, self.max_depth)[1]

@@ -185,8 +185,7 @@ def run(args: argparse.Namespace) -> int:
                                                align_corners=False)
 
     def depth_of(image_chw: torch.Tensor) -> np.ndarray:
-        disps = bundle.depth(to_net(image_chw))
-        disp = disps if isinstance(disps, torch.Tensor) else disps[0]
+        disp = bundle.depth.predict(to_net(image_chw))
         depth = disp_to_depth(disp, float(model_config["min_depth"]), float(model_config["max_depth"]))[1]
         return depth[0, 0].float().cpu().numpy()
 

@@ -141,6 +141,7 @@ def model_config_from(config: dict[str, Any]) -> dict[str, Any]:
         "use_obj_pose": m["use_obj_pose"],
         "weights_path": m["weights_path"],
         "pose_weights_path": m["pose_weights_path"],
+        "depth_flip_average": m["depth_flip_average"],
     }
     out.update(m["extra"])
     return out

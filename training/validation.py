@@ -28,7 +28,7 @@ def predict_depth(bundle: nn.Module, image: torch.Tensor, model_config: dict[str
     was_training = bundle.training
     bundle.eval()
     try:
-        disp = full_res(bundle.depth(image))
+        disp = bundle.depth.predict(image)
     finally:
         bundle.train(was_training)
     return disp_to_depth(disp, model_config["min_depth"], model_config["max_depth"])[1]

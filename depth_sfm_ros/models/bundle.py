@@ -2,9 +2,9 @@
 
 The default configuration (``DEFAULT_MODEL_CONFIG``) and what each key means:
 
-=================  ==========  ==================================================================
+================== ==========  ==================================================================
 key                default     meaning
-=================  ==========  ==================================================================
+================== ==========  ==================================================================
 encoder            "lite"      DepthNet encoder: "resnet18" | "resnet34" | "resnet50" | "lite"
 pose_encoder       "lite"      PoseNet encoder: "resnet18" | "lite"
 num_scales         4           disparity scales returned in training (1..4)
@@ -16,7 +16,10 @@ use_motion_net     True        build MotionNet (residual 3D motion + dynamic mas
 use_obj_pose       False       build ObjPoseNet (seed 001 per-instance object motion, training only)
 weights_path       None        torchvision ImageNet state_dict for the depth encoder (ResNets only)
 pose_weights_path  None        same for the pose encoder (ResNet-18 only)
-=================  ==========  ==================================================================
+depth_flip_average False       inference: depth = mean disparity of the image and its mirror image, mirrored
+                               back (monodepth's test-time flip; ``DepthNet.predict``). Doubles the depth
+                               net's cost; training is unaffected. A property of the exported model.
+================== ==========  ==================================================================
 
 ``validate_model_config`` fills defaults and raises ValueError naming the offending key for
 unknown keys and bad values. The result holds only str / int / float / bool / None, so it is
@@ -48,6 +51,7 @@ DEFAULT_MODEL_CONFIG: dict[str, Any] = {
     "use_obj_pose": False,
     "weights_path": None,
     "pose_weights_path": None,
+    "depth_flip_average": False,
 }
 
 
@@ -87,7 +91,7 @@ def validate_model_config(model_config: Mapping[str, Any] | None = None) -> dict
         cfg[key] = _int_in(key, cfg[key], 64, 8192)
         if cfg[key] % 32:
             raise ValueError(f"model_config[{key!r}] must be a multiple of 32, got {cfg[key]}")
-    for key in ("use_motion_net", "use_obj_pose"):
+    for key in ("use_motion_net", "use_obj_pose", "depth_flip_average"):
         if not isinstance(cfg[key], bool):
             raise ValueError(f"model_config[{key!r}] must be true or false, got {cfg[key]!r}")
     for key, encoder_key in (("weights_path", "encoder"), ("pose_weights_path", "pose_encoder")):
@@ -132,7 +136,8 @@ def build_models(model_config: Mapping[str, Any] | None = None) -> ModelBundle:
     """Build the networks for ``model_config`` (validated; see the module docstring)."""
     cfg = validate_model_config(model_config)
     depth = DepthNet(cfg["encoder"], num_scales=cfg["num_scales"], min_depth=cfg["min_depth"],
-                     max_depth=cfg["max_depth"], weights_path=cfg["weights_path"])
+                     max_depth=cfg["max_depth"], weights_path=cfg["weights_path"],
+                     flip_average=cfg["depth_flip_average"])
     pose = PoseNet(cfg["pose_encoder"], num_input_frames=2, weights_path=cfg["pose_weights_path"])
     motion = MotionNet() if cfg["use_motion_net"] else None
     obj_pose = ObjPoseNet() if cfg["use_obj_pose"] else None

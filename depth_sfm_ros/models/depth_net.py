@@ -6,6 +6,10 @@ disparities, element ``s`` at 1/2^s resolution (B, 1, H/2^s, W/2^s). It returns 
 ``self.training and not self.export_mode``, i.e. training gets every scale, eval and export get
 a 1-tuple with the full-resolution disparity. ``outputs[0]`` is therefore always full resolution.
 Convert with :func:`depth_sfm_ros.models.layers.disp_to_depth` (min/max depth are attributes).
+
+Inference rule (one rule for export, runtime, validation and evaluation): :meth:`DepthNet.predict`, the
+full-resolution disparity, averaged with the mirrored prediction of the mirrored image when ``flip_average``
+(model_config ``depth_flip_average``; monodepth's test-time flip).
 """
 from __future__ import annotations
 
@@ -75,7 +79,7 @@ class DepthNet(nn.Module):
     """
 
     def __init__(self, encoder: str = "resnet18", num_scales: int = 4, min_depth: float = 0.1,
-                 max_depth: float = 100.0, weights_path: str | None = None) -> None:
+                 max_depth: float = 100.0, weights_path: str | None = None, flip_average: bool = False) -> None:
         super().__init__()
         if encoder not in ENCODER_NAMES:
             raise ValueError(f"unknown encoder {encoder!r}; choose one of {list(ENCODER_NAMES)}")
@@ -85,6 +89,7 @@ class DepthNet(nn.Module):
         self.min_depth = float(min_depth)
         self.max_depth = float(max_depth)
         self.num_scales = int(num_scales)
+        self.flip_average = bool(flip_average)
         self.export_mode = False
         self.normalize = ImageNormalize(1)
         self.encoder = build_encoder(encoder, num_input_images=1, weights_path=weights_path)
@@ -97,6 +102,19 @@ class DepthNet(nn.Module):
         if all_scales is None:
             all_scales = self.training and not self.export_mode
         return self.decoder(self.encoder(self.normalize(image)), all_scales=all_scales)
+
+    def predict(self, image: torch.Tensor) -> torch.Tensor:
+        """Inference disparity (B, 1, H, W) in (0, 1) of image (B, 3, H, W), in whatever mode the module is in.
+
+        With ``flip_average`` the image and its mirror image go through the net as one batch of 2B and the
+        result is (d(x) + mirror(d(mirror(x)))) / 2: mirror-equivariant by construction, and the two
+        predictions' independent errors (texture copying, a left/right bias) partly cancel.
+        """
+        if not self.flip_average:
+            return self(image, all_scales=False)[0]
+        batch = image.shape[0]
+        disp = self(torch.cat([image, torch.flip(image, dims=[3])], dim=0), all_scales=False)[0]
+        return 0.5 * (disp[:batch] + torch.flip(disp[batch:], dims=[3]))
 
     def to_depth(self, disp: torch.Tensor) -> torch.Tensor:
         """Disparity in (0, 1) -> depth in [min_depth, max_depth] (network units), same shape."""

@@ -28,14 +28,16 @@ __all__ = ["DepthRuntime", "PoseRuntime", "MaskRuntime", "RuntimeModules", "runt
 
 
 class DepthRuntime(nn.Module):
-    """image (B,3,H,W) -> (disparity (B,1,H,W) in (0,1), depth (B,1,H,W) in [min_depth, max_depth])."""
+    """image (B,3,H,W) -> (disparity (B,1,H,W) in (0,1), depth (B,1,H,W) in [min_depth, max_depth]).
+
+    The disparity is ``DepthNet.predict``'s (with the net's test-time flip when it has ``flip_average``)."""
 
     def __init__(self, depth_net: DepthNet) -> None:
         super().__init__()
         self.net = depth_net
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        disparity = self.net(image, all_scales=False)[0]
+        disparity = self.net.predict(image)
         return disparity, disp_to_depth(disparity, self.net.min_depth, self.net.max_depth)[1]
 
 

@@ -338,7 +338,8 @@ def export_bundle(bundle: Any, model_config: Mapping[str, Any], out_dir: str | o
                   git_commit: str | None = None, metrics: Mapping[str, Any] | None = None, verify: bool = True,
                   parity_tolerance: float = 1e-4, engine: bool = False, fp16: bool = False, int8: bool = False,
                   calibration_images: np.ndarray | None = None,
-                  engine_cache_dir: str | os.PathLike | None = None, weights: bool = True) -> ExportResult:
+                  engine_cache_dir: str | os.PathLike | None = None, weights: bool = True,
+                  depth_flip_average: bool | None = None) -> ExportResult:
     """Export a ModelBundle to ``out_dir`` (see the module docstring) and return what was written.
 
     height / width default to model_config's (multiples of 32, >= 64). The intrinsics come from
@@ -349,6 +350,8 @@ def export_bundle(bundle: Any, model_config: Mapping[str, Any], out_dir: str | o
     missing TensorRT is recorded in ``ExportResult.engine_error`` (the ONNX export stands).
     ``weights`` also writes the networks' PyTorch weights (``weights.safetensors``, listed in the card) so the
     exported model can be fine-tuned (``model.init_weights=out_dir``).
+    ``depth_flip_average`` (None: model_config's) bakes the depth net's test-time flip into depth.onnx and records
+    it in the card's / weights' model_config, so every backend of the model runs the same inference.
     """
     from ..models.bundle import ModelBundle, validate_model_config
     from ..models.checkpoint import git_commit as current_git_commit
@@ -358,6 +361,10 @@ def export_bundle(bundle: Any, model_config: Mapping[str, Any], out_dir: str | o
     if not isinstance(bundle, ModelBundle):
         raise TypeError(f"bundle must be a ModelBundle, got {type(bundle).__name__}")
     cfg = validate_model_config(model_config)
+    if depth_flip_average is not None:
+        if not isinstance(depth_flip_average, bool):
+            raise ValueError(f"depth_flip_average must be true, false or None, got {depth_flip_average!r}")
+        cfg["depth_flip_average"] = depth_flip_average
     height = cfg["height"] if height is None else height
     width = cfg["width"] if width is None else width
     for name, value in (("height", height), ("width", width)):
@@ -381,7 +388,8 @@ def export_bundle(bundle: Any, model_config: Mapping[str, Any], out_dir: str | o
     (out / MODEL_CARD_NAME).unlink(missing_ok=True)  # the card is the commit marker: written last
     if any(p.device.type != "cpu" for p in bundle.parameters()):
         bundle = copy.deepcopy(bundle).cpu()  # export on the CPU; the caller's (GPU) bundle is left untouched
-    was_training = bundle.training
+    was_training, was_flip_average = bundle.training, bundle.depth.flip_average
+    bundle.depth.flip_average = cfg["depth_flip_average"]  # the exported inference rule; restored below
     modules = runtime_modules(bundle)  # puts the networks in eval mode; restored below
     if modules.mask is None and (out / "mask.onnx").exists():
         (out / "mask.onnx").unlink()  # a stale mask from an earlier export would not match this model
@@ -390,6 +398,7 @@ def export_bundle(bundle: Any, model_config: Mapping[str, Any], out_dir: str | o
                                             opset=opset, verify=verify, parity_tolerance=parity_tolerance)
     finally:
         bundle.train(was_training)
+        bundle.depth.flip_average = was_flip_average
     card_files = {name: sha256_file(path) for name, path in files.items()}
     if weights:
         from ..models.weights_file import WEIGHTS_FILE, save_bundle_weights
@@ -423,9 +432,12 @@ def export_bundle(bundle: Any, model_config: Mapping[str, Any], out_dir: str | o
 
 def export_checkpoint(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, height: int | None = None,
                       width: int | None = None, **kwargs: Any) -> ExportResult:
-    """:func:`export_bundle` for a checkpoint file (model/train config, git commit from the checkpoint)."""
+    """:func:`export_bundle` for a checkpoint file (model/train config, git commit from the checkpoint), or for an
+    exported model directory / its ``weights.safetensors`` (:func:`export_model_weights`)."""
     from ..models.checkpoint import bundle_from_checkpoint_data, load_checkpoint
 
+    if Path(checkpoint).is_dir() or Path(checkpoint).suffix == ".safetensors":
+        return export_model_weights(checkpoint, out_dir, height, width, **kwargs)
     data = load_checkpoint(checkpoint)
     bundle, model_config = bundle_from_checkpoint_data(data, source=str(checkpoint))
     kwargs.setdefault("git_commit", data.get("git_commit"))
@@ -437,9 +449,37 @@ def export_checkpoint(checkpoint: str | os.PathLike, out_dir: str | os.PathLike,
                          **kwargs)
 
 
+def export_model_weights(model: str | os.PathLike, out_dir: str | os.PathLike, height: int | None = None,
+                         width: int | None = None, **kwargs: Any) -> ExportResult:
+    """Re-export an exported model (its directory, or the ``weights.safetensors`` in one) from its PyTorch weights,
+    e.g. with another ``depth_flip_average``, input size or TensorRT precision. The weights file is FP16-rounded,
+    so the new ONNX files differ from the old ones by that rounding; training config, intrinsics, scale convention
+    and commit come from the source card; its metrics do not (they belong to the old export) except the
+    training record."""
+    from ..models.weights_file import bundle_from_weights, weights_path_of
+    from .model_card import read_model_card
+
+    weights = weights_path_of(model)
+    if not weights.is_file():
+        raise FileNotFoundError(f"no weights.safetensors at {weights} (re-export needs the model's PyTorch weights)")
+    card = read_model_card(weights.parent) if (weights.parent / MODEL_CARD_NAME).is_file() else None
+    bundle, model_config = bundle_from_weights(weights)
+    if card is not None:
+        kwargs.setdefault("intrinsics_normalized", card.intrinsics_normalized)
+        kwargs.setdefault("scale_convention", card.scale_convention)
+        kwargs.setdefault("git_commit", card.git_commit)
+        kwargs.setdefault("metrics", {"re_exported_from": str(weights.parent),
+                                      **({"training": card.metrics["training"]} if "training" in card.metrics
+                                         else {})})
+    return export_bundle(bundle, model_config, out_dir, height, width,
+                         train_config=card.training_config if card is not None else None, **kwargs)
+
+
 # ------------------------------------------------------------------------------------------ CLI
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", required=True, help="checkpoint written by training (.pt)")
+    parser.add_argument("--checkpoint", required=True,
+                        help="checkpoint written by training (.pt), or an exported model directory (re-exported "
+                             "from its weights.safetensors)")
     parser.add_argument("--out", required=True, help="output model directory")
     parser.add_argument("--height", type=int, default=None, help="input height (default: the training size)")
     parser.add_argument("--width", type=int, default=None, help="input width (default: the training size)")
@@ -447,6 +487,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--intrinsics", default=None, metavar="FX,FY,CX,CY",
                         help="normalised intrinsics fx/W,fy/H,cx/W,cy/H of the training data (default: from the "
                              "checkpoint's training config)")
+    parser.add_argument("--depth-flip-average", action=argparse.BooleanOptionalAction, default=None,
+                        help="bake the depth test-time flip into depth.onnx (the mean of the image's and the mirror "
+                             "image's disparity; 2x the depth net's cost) or not; default: the checkpoint's "
+                             "model.depth_flip_average")
     parser.add_argument("--no-verify", action="store_true", help="skip the ONNX Runtime vs torch parity check")
     parser.add_argument("--engine", action="store_true", help="also build TensorRT engines (fails without TensorRT)")
     parser.add_argument("--fp16", action="store_true",
@@ -472,14 +516,18 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.int8:
             from ..models.checkpoint import load_checkpoint
+            from ..models.weights_file import load_bundle_weights
 
-            cfg = load_checkpoint(args.checkpoint)["model_config"]
+            source = Path(args.checkpoint)
+            cfg = (load_bundle_weights(source)[1] if source.is_dir() or source.suffix == ".safetensors"
+                   else load_checkpoint(source)["model_config"])
             calibration = load_calibration_images(args.calib, args.height or cfg["height"], args.width or cfg["width"],
                                                   max_images=args.calib_frames, topic=args.calib_topic)
         result = export_checkpoint(args.checkpoint, args.out, args.height, args.width, opset=args.opset,
                                    intrinsics_normalized=args.intrinsics, verify=not args.no_verify,
                                    engine=args.engine, fp16=args.fp16, int8=args.int8,
-                                   calibration_images=calibration, engine_cache_dir=args.engine_cache)
+                                   calibration_images=calibration, engine_cache_dir=args.engine_cache,
+                                   depth_flip_average=args.depth_flip_average)
     except (FileNotFoundError, CheckpointError, ValueError) as exc:
         print(f"depth-sfm export: {exc}", file=sys.stderr)
         return 2
