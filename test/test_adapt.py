@@ -48,7 +48,7 @@ def data(tmp_path_factory) -> dict[str, Path]:
     trainer = Trainer(_train_config(root / "pre", "train.max_steps=2"), None)
     trainer.fit()
     export_bundle(trainer.bundle, trainer.model_config, root / "start", train_config=trainer.config,
-                  intrinsics_normalized=trainer.intrinsics_normalized)
+                  intrinsics_normalized=trainer.intrinsics_normalized, depth_flip_average=True)
 
     rec = render_sequence(SynthConfig(seed=7, width=160, height=96, num_frames=REC_FRAMES))
     write_rosbag(rec.frames, rec.intrinsics, root / "recording_bag", storage="mcap")
@@ -122,6 +122,7 @@ def test_adapt_a_bag_exports_a_loadable_model_with_the_before_after_report(data,
     assert hp["relative_change"] == pytest.approx((hp["after"] - hp["before"]) / hp["before"])
     assert ad["verdict"] == ("helped" if hp["after"] < hp["before"] else "worse")
     assert card.model_config["height"] == H and card.model_config["width"] == W
+    assert card.model_config["depth_flip_average"] is True  # the start model's test-time flip is kept
     assert card.training_config["model"]["init_weights"] == str(data["start"].resolve())
     # the numbers are the start model's and the exported model's: recomputed from their weight files
     for model_dir, expected, tol in ((data["start"], hp["before"], 1e-5), (out, hp["after"], 2e-2)):

@@ -508,7 +508,8 @@ def build_adapt_config(options: AdaptOptions, model_dir: Path, model_config: dic
     """The training config of the run: base config <- model card <- data mixture <- options <- --set."""
     config = load_config(options.config or ADAPT_CONFIG)
     model = config["model"]
-    for key in ("encoder", "pose_encoder", "num_scales", "min_depth", "max_depth", "use_motion_net", "use_obj_pose"):
+    for key in ("encoder", "pose_encoder", "num_scales", "min_depth", "max_depth", "use_motion_net", "use_obj_pose",
+                "depth_flip_average"):  # the adapted model infers like the start model
         model[key] = model_config[key]
     model.update(weights_path=None, pose_weights_path=None, init_weights=str(model_dir.resolve()))
     data = config["data"]
