@@ -41,6 +41,28 @@ def test_bundled_default_model_is_small_and_documented():
     assert card.has_mask == (DEFAULT_MODEL_DIR / "mask.onnx").is_file()
 
 
+def test_bundled_model_runs_the_depth_test_time_flip():
+    """The bundled card says depth_flip_average and its depth.onnx is mirror-equivariant on a real frame (the plain
+    network is not: tested in test_models / test_export)."""
+    from pathlib import Path
+
+    import cv2
+    import numpy as np
+    import onnxruntime as ort
+
+    from depth_sfm_ros.runtime.model_card import read_model_card
+
+    card = read_model_card(DEFAULT_MODEL_DIR)
+    assert card.model_config["depth_flip_average"] is True
+    frame = cv2.imread(str(Path(__file__).parent / "fixtures" / "real" / "7scenes_redkitchen_000004.png"))
+    image = cv2.resize(frame[:, :, ::-1], (card.input_width, card.input_height), interpolation=cv2.INTER_AREA)
+    image = np.ascontiguousarray(image.transpose(2, 0, 1)[None], dtype=np.float32) / 255.0
+    session = ort.InferenceSession(str(DEFAULT_MODEL_DIR / "depth.onnx"), providers=["CPUExecutionProvider"])
+    disparity = session.run(["disparity"], {"image": image})[0]
+    of_mirror = session.run(["disparity"], {"image": np.ascontiguousarray(image[..., ::-1])})[0]
+    np.testing.assert_allclose(of_mirror[..., ::-1], disparity, atol=1e-5)
+
+
 def test_demo_writes_report_bag_and_sane_metrics(demo_out):
     out, stdout = demo_out
     eval_dir = out / "eval"

@@ -281,10 +281,11 @@ def test_cli_re_export_of_a_model_dir_with_and_without_the_flip(tmp_path, capsys
     ckpt = tmp_path / "last.pt"
     torch.manual_seed(4)
     cfg = dict(LITE, use_motion_net=False)
-    train_config = {"experiment": "cli", "data": {"height": H, "width": W, "intrinsics_normalized": K_NORM}}
+    train_config = {"experiment": "cli", "data": {"height": H, "width": W}}  # intrinsics only given at export
     save_checkpoint(ckpt, build_models(cfg), cfg, train_config, step=5, epoch=1)
     first, flipped, back = tmp_path / "first", tmp_path / "flipped", tmp_path / "back"
-    assert cli_main(["export", "--checkpoint", str(ckpt), "--out", str(first)]) == 0
+    assert cli_main(["export", "--checkpoint", str(ckpt), "--out", str(first),
+                     "--intrinsics", ",".join(map(str, K_NORM))]) == 0
     assert cli_main(["export", "--checkpoint", str(first), "--out", str(flipped), "--depth-flip-average"]) == 0
     assert cli_main(["export", "--checkpoint", str(flipped), "--out", str(back), "--no-depth-flip-average"]) == 0
     capsys.readouterr()

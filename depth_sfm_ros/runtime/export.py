@@ -465,7 +465,8 @@ def export_model_weights(model: str | os.PathLike, out_dir: str | os.PathLike, h
     card = read_model_card(weights.parent) if (weights.parent / MODEL_CARD_NAME).is_file() else None
     bundle, model_config = bundle_from_weights(weights)
     if card is not None:
-        kwargs.setdefault("intrinsics_normalized", card.intrinsics_normalized)
+        if kwargs.get("intrinsics_normalized") is None:  # the CLI passes None when --intrinsics is not given
+            kwargs["intrinsics_normalized"] = card.intrinsics_normalized
         kwargs.setdefault("scale_convention", card.scale_convention)
         kwargs.setdefault("git_commit", card.git_commit)
         kwargs.setdefault("metrics", {"re_exported_from": str(weights.parent),
