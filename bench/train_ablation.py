@@ -4,18 +4,40 @@ held-out sequence (another seed) next to three trivial baselines, print a paper-
 
     python bench/train_ablation.py --steps 2000 --height 128 --width 416 --device cuda
     python bench/train_ablation.py --steps 30 --height 64 --width 192 --rows baseline_monodepth2,pose_cycle
+    python bench/train_ablation.py --steps 2000 --height 128 --width 416 --device cuda --seeds 0,1,2
+        --rows baseline_monodepth2,flow3d --set data.use_dynamic_masks=false --train-randomize train
+        --test-randomize heldout --davis --out bench/results      # issue 13's table (one command line)
 
 Every row is an experiment file of depth_sfm_training/configs/ (name without .yaml) trained with the same
-data, resolution, steps, batch size and seed. Columns: median-scaled abs_rel / sq_rel / rmse / rmse_log /
-a1 over all pixels, and abs_rel / a1 over static and dynamic pixels (the image's median scale applied to
-both regions), 5-frame snippet ATE (m, SfMLearner protocol), and the dynamic-mask IoU of the motion net
-(dynamic_prob > 0.5; "-" for rows without one). Trivial baselines on the same frames: a constant depth
-(median-scaled), the per-row median of the training GT depth, the per-pixel median of the training GT depth.
+data, resolution, steps and batch size, once per training seed (``--seeds``, default 0). Columns: median-scaled
+abs_rel / sq_rel / rmse / rmse_log / a1 over all pixels, and abs_rel / a1 over static and dynamic pixels (the
+image's median scale applied to both regions), 5-frame snippet ATE (m, SfMLearner protocol), and the dynamic mask
+of the motion net (dynamic_prob > 0.5) against the renderer's GT dynamic mask: IoU, precision and recall, pooled
+over the held-out frames ("-" for rows without a motion net). Trivial baselines on the same frames: a constant
+depth (median-scaled), the per-row median of the training GT depth, the per-pixel median of the training GT depth.
+
+Seeds: with several ``--seeds`` a trained row shows the mean over the seeds and the spread as ``±`` half the
+max-min range (over the seeds where the value is defined); the JSON line keeps every seed's numbers
+(``results[row]["per_seed"]``). The trivial baselines are deterministic and shown once.
+
+Randomisation: ``--train-randomize train`` renders the training sequences with the renderer's training
+randomisation ranges, ``--test-randomize heldout`` the held-out sequence with its held-out ranges (``depth-sfm synth
+--randomize train|heldout``, depth_sfm_ros/synth/randomization.py: fields of view, mounts, textures and photometric
+chains training never sees), so the table measures generalisation to unseen randomisation; both keep the street
+scene and the run's image size. The default ``none`` is the classic street for both.
 
 Masks: the synthetic instance ids and dynamic masks stand in for an off-the-shelf segmenter's masks, so with the
 default ``data.use_dynamic_masks: true`` the auto-weight rows weigh samples by the GT dynamic masks and the motion
-net's dynamic probability is taught by them (the mask-IoU column is then partly supervised); pass
+net's dynamic probability is taught by them (the mask columns are then partly supervised); pass
 ``--set data.use_dynamic_masks=false`` for masks learned from the photometric / flow losses alone.
+
+Real video: ``--davis`` also scores every row with a motion net on the DAVIS clips with an annotated moving
+object (``--real-root``/davis_moving_camera, default ../shared/real, or ``--davis-root DIR`` in DAVIS layout;
+``--davis-max-frames N`` keeps the first N frames of each clip): the row's networks are exported to ONNX
+(depth_sfm_ros.runtime.export.export_bundle) and run through the node's Pipeline by
+depth_sfm_training.real_benchmark.davis_scores, mask = dynamic_prob >= 0.5 (bench/real_eval.py uses the node's
+0.15). Column "DAVIS IoU": the mean over clips of each clip's IoU pooled over its frames; per-clip IoU /
+precision / recall are in the JSON line. No DAVIS folder: the header says so and the column shows "-".
 
 Self-supervised training from scratch needs a GPU and thousands of steps to beat those baselines; on a
 CPU the numbers of a short run test the mechanics, not the methods. ``--init-weights CKPT`` starts every row
@@ -47,7 +69,11 @@ DEFAULT_ROWS = ["baseline_monodepth2", "sfmlearner_explainability", "explainabil
                 "instance_aware", "sc_depth_geometric", "pose_cycle", "auto_weight_less_dynamic",
                 "auto_weight_more_dynamic", "normal_losses", "flow3d", "full"]
 COLUMNS = ["abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "abs_rel_static", "a1_static", "abs_rel_dynamic",
-           "a1_dynamic", "ate_m", "mask_iou"]
+           "a1_dynamic", "ate_m", "mask_iou", "mask_precision", "mask_recall"]
+DAVIS_COLUMN = "davis_iou"  # only with --davis
+COLUMN_TITLES = {DAVIS_COLUMN: "DAVIS IoU"}
+MASK_THRESHOLD = 0.5  # dynamic_prob above it = dynamic (synthetic mask columns and the DAVIS pipeline alike)
+DAVIS_FOLDER = "davis_moving_camera"  # under --real-root (see ../shared/real/README.md)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -65,7 +91,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--device", default="auto")
     p.add_argument("--num-workers", type=int, default=0)
-    p.add_argument("--seed", type=int, default=0, help="training seed (same for every row)")
+    p.add_argument("--seeds", default=None,
+                   help="comma-separated training seeds (default 0): every row is trained once per seed; the table "
+                        "shows the mean and ± half the max-min range, the JSON every seed")
+    p.add_argument("--seed", type=int, default=None, help="one training seed (the same as --seeds N)")
+    p.add_argument("--train-randomize", choices=("none", "train"), default="none",
+                   help="randomisation profile of the training sequences (depth-sfm synth --randomize)")
+    p.add_argument("--test-randomize", choices=("none", "heldout"), default="none",
+                   help="randomisation profile of the held-out sequence: heldout = the renderer's held-out ranges, "
+                        "never used in training (generalisation to unseen randomisation)")
+    p.add_argument("--davis", action="store_true",
+                   help="also score every row with a motion net on the DAVIS clips (column DAVIS IoU)")
+    p.add_argument("--real-root", default=None,
+                   help=f"folder of the real development sequences (default ../shared/real); DAVIS is its "
+                        f"{DAVIS_FOLDER}/")
+    p.add_argument("--davis-root", default=None, help="a DAVIS folder (JPEGImages/, Annotations/) instead of "
+                                                      f"REAL_ROOT/{DAVIS_FOLDER}")
+    p.add_argument("--davis-max-frames", type=int, default=None, metavar="N",
+                   help="score only the first N frames of each DAVIS clip (default: all)")
     p.add_argument("--init-weights", default=None, metavar="CKPT",
                    help="start every row from this checkpoint's weights (model.init_weights: fine-tuning from a "
                         "common pretraining, as the papers start from ImageNet); adds a row for the checkpoint "
@@ -75,6 +118,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--data-dir", default=None, help="where to render the sequences (default: a temp folder)")
     p.add_argument("--out", default=None, help="folder for the .md table and .json results (e.g. bench/results)")
     args = p.parse_args(argv)
+    if args.seed is not None and args.seeds is not None:
+        p.error("give --seeds or --seed, not both")
+    seeds_text = args.seeds if args.seeds is not None else str(0 if args.seed is None else args.seed)
+    try:
+        args.seeds = [int(v) for v in seeds_text.split(",") if v.strip()]
+    except ValueError:
+        p.error(f"--seeds must be comma-separated integers, got {seeds_text!r}")
+    if not args.seeds or len(set(args.seeds)) != len(args.seeds):
+        p.error(f"--seeds needs at least one seed and no repeats, got {seeds_text!r}")
+    args.seed = args.seeds[0]
+    if args.davis_max_frames is not None and args.davis_max_frames < 2:
+        p.error("--davis-max-frames must be >= 2 (the first frame of a clip has no pair, so no mask)")
     if args.steps < 1 or args.batch_size < 1 or args.train_frames < 3 or args.test_frames < 6:
         p.error("need --steps >= 1, --batch-size >= 1, --train-frames >= 3, --test-frames >= 6")
     if args.height % 32 or args.width % 32:
@@ -83,25 +138,46 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 # ------------------------------------------------------------------------------------------- data
+def _profile_folder(name: str, profile: str) -> str:
+    """``name`` for the classic street (the folders of earlier runs), ``name_<profile>`` for a randomised one, so a
+    reused ``--data-dir`` never mixes profiles."""
+    return name if profile == "none" else f"{name}_{profile}"
+
+
 def render_data(root: Path, args: argparse.Namespace) -> tuple[Path, Path]:
-    """Render the training sequences (one folder each under train/) and the held-out one (test/)."""
+    """Render the training sequences (one folder each under train/) and the held-out one (test/), with the
+    ``--train-randomize`` / ``--test-randomize`` profiles of the renderer (street scene, the run's image size)."""
     from depth_sfm_ros.synth import SynthConfig, render_sequence
     from depth_sfm_ros.synth.kitti import write_kitti_folder
 
     seeds = [int(s) for s in args.train_seeds.split(",") if s.strip()]
     if args.test_seed in seeds:
         raise SystemExit(f"--test-seed {args.test_seed} is also a training seed")
-    train = root / "train"
+    train = root / _profile_folder("train", args.train_randomize)
     for seed in seeds:
         if not (train / f"seed{seed}" / "poses.txt").is_file():
-            seq = render_sequence(SynthConfig(seed=seed, width=args.width, height=args.height, num_frames=args.train_frames))
+            seq = render_sequence(SynthConfig(seed=seed, width=args.width, height=args.height,
+                                              num_frames=args.train_frames, randomize=args.train_randomize))
             write_kitti_folder(seq.frames, seq.intrinsics, train / f"seed{seed}")
-    test = root / "test"
+    test = root / _profile_folder("test", args.test_randomize)
     if not (test / "poses.txt").is_file():
         seq = render_sequence(SynthConfig(seed=args.test_seed, width=args.width, height=args.height,
-                                          num_frames=args.test_frames))
+                                          num_frames=args.test_frames, randomize=args.test_randomize))
         write_kitti_folder(seq.frames, seq.intrinsics, test)
     return train, test
+
+
+def heldout_randomization_record(args: argparse.Namespace) -> dict | None:
+    """What the held-out sequence drew from its randomisation profile (camera, lighting, photometric chain,
+    layout; None for the classic street), for the JSON line."""
+    if args.test_randomize == "none":
+        return None
+    from depth_sfm_ros.synth import SynthConfig
+    from depth_sfm_ros.synth.render import SyntheticScene
+
+    return SyntheticScene(SynthConfig(seed=args.test_seed, width=args.width, height=args.height,
+                                      num_frames=args.test_frames, randomize=args.test_randomize)
+                          ).randomization_record()
 
 
 def test_dataset(test_dir: Path, args: argparse.Namespace):
@@ -142,10 +218,14 @@ class RowScores:
         self.depth.add_regions(compute_depth_metrics_by_region(pred, gt, dynamic, max_depth=80.0))
 
     def add_mask(self, pred: np.ndarray, gt: np.ndarray) -> None:
+        """Pool one frame's mask counts (pred, gt: (H, W) bool)."""
+        from depth_sfm_ros.metrics import mask_metrics
+
+        counts = mask_metrics(pred, gt)
         self.has_mask = True
-        self.tp += int(np.sum(pred & gt))
-        self.fp += int(np.sum(pred & ~gt))
-        self.fn += int(np.sum(~pred & gt))
+        self.tp += counts["tp"]
+        self.fp += counts["fp"]
+        self.fn += counts["fn"]
 
     def summary(self) -> dict[str, float]:
         from depth_sfm_ros.metrics import mask_scores, snippet_ate
@@ -157,12 +237,15 @@ class RowScores:
                 out[f"{k}_{region}"] = res.get(region, {}).get(k, math.nan)
         out["ate_m"] = (snippet_ate(np.array(self.pred_T), np.array(self.gt_T))["mean_m"]
                         if len(self.pred_T) >= 4 else math.nan)
-        out["mask_iou"] = mask_scores(self.tp, self.fp, self.fn)["iou"] if self.has_mask else math.nan
+        masks = mask_scores(self.tp, self.fp, self.fn) if self.has_mask else {}
+        for k in ("iou", "precision", "recall"):
+            out[f"mask_{k}"] = masks.get(k, math.nan)
         return out
 
 
 def evaluate_model(bundle, model_config: dict, dataset, device) -> dict[str, float]:
-    """Score a trained bundle on the held-out pairs (depth by region, snippet ATE, mask IoU)."""
+    """Score a trained bundle on the held-out pairs (depth by region, snippet ATE, mask IoU / precision / recall
+    of dynamic_prob > 0.5 pooled over the frames)."""
     import torch
 
     from depth_sfm_ros.geometry.ops import pose_vec_to_matrix
@@ -182,7 +265,7 @@ def evaluate_model(bundle, model_config: dict, dataset, device) -> dict[str, flo
             scores.gt_T.append(s["T_src_tgt_gt"][0].numpy().astype(np.float64))
             if bundle.motion is not None:
                 _, prob = bundle.motion(prev, cur)
-                scores.add_mask(prob[0, 0].cpu().numpy() > 0.5, dynamic)
+                scores.add_mask(prob[0, 0].float().cpu().numpy() > MASK_THRESHOLD, dynamic)
     return scores.summary()
 
 
@@ -212,6 +295,104 @@ def trivial_baselines(dataset, train_depths: np.ndarray) -> dict[str, dict[str, 
     return out
 
 
+# -------------------------------------------------------------------------------------------- DAVIS
+def davis_root_of(args: argparse.Namespace) -> tuple[Path | None, str]:
+    """The DAVIS folder ``--davis`` scores on, or None, and a line for the header saying which / why none."""
+    if args.davis_root is not None:
+        root = Path(args.davis_root)
+    else:
+        if args.real_root is not None:
+            real_root = Path(args.real_root)
+        else:
+            from depth_sfm_training.real_benchmark import DEFAULT_REAL_ROOT as real_root
+        root = real_root / DAVIS_FOLDER
+    from depth_sfm_training.datasets.real import davis_folders
+
+    if not davis_folders(root)[0].is_dir():
+        return None, f"DAVIS IoU not measured: no DAVIS clips at {root} (column shows -)"
+    limit = f", first {args.davis_max_frames} frames of each" if args.davis_max_frames else ""
+    return root, (f"DAVIS IoU: each clip's IoU pooled over its frames, mean over the clips of {root}{limit} "
+                  f"(node Pipeline on the row's ONNX export, dynamic_prob >= {MASK_THRESHOLD})")
+
+
+def davis_subset(root: Path, max_frames: int, dest: Path) -> Path:
+    """A DAVIS folder under ``dest`` holding the first ``max_frames`` frames of every clip of ``root`` and their
+    annotations (symbolic links, copies where links fail), for a quick ``--davis-max-frames`` run."""
+    import shutil
+
+    from depth_sfm_training.datasets.real import davis_sequences
+
+    for clip in davis_sequences(root):
+        for image in clip.images[:max_frames]:
+            pairs = [(image, dest / "JPEGImages" / clip.name / image.name)]
+            annotation = clip.annotations / f"{image.stem}.png"
+            if annotation.is_file():
+                pairs.append((annotation, dest / "Annotations" / clip.name / annotation.name))
+            for src, dst in pairs:
+                if dst.is_symlink() or dst.exists():  # a reused --data-dir
+                    continue
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    dst.symlink_to(Path(src).resolve())
+                except OSError:
+                    shutil.copyfile(src, dst)
+    return dest
+
+
+def davis_row_scores(bundle, model_config: dict, davis_root: Path, train_config: dict | None = None) -> dict:
+    """Mask scores of a bundle with a motion net on DAVIS: the bundle exported (ONNX + card, temporary folder), run
+    clip by clip through the node's Pipeline by :func:`depth_sfm_training.real_benchmark.davis_scores`.
+
+    Returns ``davis_iou`` (mean over the clips of each clip's pooled IoU; NaN when no clip had a scored frame) and
+    ``davis_clips`` (per clip: frames, scored frames, IoU, precision, recall, whether REAL_DEV_SPLITS holds it out).
+    The export's warning about unknown intrinsics is silenced: davis_scores gives the pipeline each clip's assumed
+    intrinsics frame by frame.
+    """
+    import logging
+
+    import torch
+
+    from depth_sfm_ros.runtime.export import export_bundle
+    from depth_sfm_ros.runtime.pipeline import Pipeline, PipelineConfig
+    from depth_sfm_training.datasets.real import DAVIS_FPS
+    from depth_sfm_training.real_benchmark import davis_scores
+
+    with tempfile.TemporaryDirectory(prefix="train_ablation_model_") as tmp:
+        export_log = logging.getLogger("depth_sfm_ros.runtime.export")
+        level = export_log.level
+        export_log.setLevel(logging.ERROR)
+        try:
+            export_bundle(bundle, model_config, tmp, train_config=train_config)
+        finally:
+            export_log.setLevel(level)
+        pipeline = Pipeline(PipelineConfig(model=tmp, backend="onnxruntime", device="cpu",
+                                           threads=torch.get_num_threads(), min_depth_m=1e-3, max_depth_m=1e4,
+                                           mask_threshold=MASK_THRESHOLD))
+        try:
+            clips = davis_scores(pipeline, davis_root, DAVIS_FPS)
+        finally:
+            pipeline.close()
+    ious = [c["iou"] for c in clips.values() if c["iou"] is not None and math.isfinite(c["iou"])]
+    return {DAVIS_COLUMN: float(np.mean(ious)) if ious else math.nan, "davis_clips": clips}
+
+
+# ------------------------------------------------------------------------------------------- seeds
+def aggregate_seeds(per_seed: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """One row from its per-seed scores: every numeric metric's mean over the seeds where it is defined (finite),
+    ``spread`` = half its max-min range there, and ``per_seed`` (every seed's numbers, as given)."""
+    keys = [k for k in next(iter(per_seed.values())) if all(isinstance(m.get(k), (int, float)) or m.get(k) is None
+                                                            for m in per_seed.values())]
+    out: dict[str, Any] = {}
+    spread: dict[str, float] = {}
+    for k in keys:
+        values = [float(m[k]) for m in per_seed.values() if m.get(k) is not None and math.isfinite(float(m[k]))]
+        out[k] = float(np.mean(values)) if values else math.nan
+        spread[k] = (max(values) - min(values)) / 2.0 if values else math.nan
+    out["spread"] = spread
+    out["per_seed"] = per_seed
+    return out
+
+
 # ------------------------------------------------------------------------------------------- main
 def _needs_prior(name: str, args: argparse.Namespace) -> bool:
     """Whether row ``name`` (with the --set overrides) runs the normal / ranking losses with a checkpoint prior."""
@@ -232,8 +413,8 @@ def _prior_overrides(name: str, args: argparse.Namespace) -> list[str]:
     return [f"depth_prior.checkpoint={args.init_weights}"]
 
 
-def train_row(name: str, train_dir: Path, args: argparse.Namespace):
-    """Train one experiment config (from ``--init-weights`` when given)."""
+def train_row(name: str, train_dir: Path, args: argparse.Namespace, seed: int):
+    """Train one experiment config with training seed ``seed`` (from ``--init-weights`` when given)."""
     from depth_sfm_training.config import CONFIG_DIR, load_config
     from depth_sfm_training.trainer import Trainer
     from depth_sfm_training.validation import mean_window_drop
@@ -243,7 +424,7 @@ def train_row(name: str, train_dir: Path, args: argparse.Namespace):
                  f"data.path={train_dir}", "data.split=null", "data.val_path=null", "data.extra={}",
                  f"train.max_steps={args.steps}", f"train.batch_size={args.batch_size}",
                  f"train.num_workers={args.num_workers}", f"optim.lr={args.lr}", f"device={args.device}",
-                 f"seed={args.seed}", "log.progress_bar=false", "log.tensorboard=false"] + list(args.set)
+                 f"seed={seed}", "log.progress_bar=false", "log.tensorboard=false"] + list(args.set)
     if args.init_weights:
         overrides.append(f"model.init_weights={args.init_weights}")
     overrides += _prior_overrides(name, args)
@@ -255,7 +436,8 @@ def train_row(name: str, train_dir: Path, args: argparse.Namespace):
     window = max(1, min(20, len(result.losses) // 4))
     info = {"train_s": round(seconds, 1), "steps": result.step, "steps_per_s": round(result.step / seconds, 3),
             "loss_first": float(np.mean(result.losses[:window])), "loss_last": float(np.mean(result.losses[-window:])),
-            "loss_drop": mean_window_drop(result.losses, window) if len(result.losses) >= 2 * window else math.nan}
+            "loss_drop": mean_window_drop(result.losses, window) if len(result.losses) >= 2 * window else math.nan,
+            "use_dynamic_masks": bool(config["data"]["use_dynamic_masks"])}
     if args.init_weights:
         info["init"] = trainer.init_report
     return trainer, info
@@ -276,28 +458,45 @@ def _fmt(v: Any) -> str:
     return "-" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:.3f}"
 
 
-def format_table(rows: dict[str, dict[str, float]]) -> str:
-    head = "| method | " + " | ".join(COLUMNS) + " |"
-    lines = [head, "|" + "---|" * (len(COLUMNS) + 1)]
+def _cell(m: dict[str, Any], column: str) -> str:
+    """A table cell: the value, with `` ±spread`` for a row scored over several seeds."""
+    text = _fmt(m.get(column))
+    spread = m.get("spread", {}).get(column)
+    if len(m.get("per_seed", {})) > 1 and text != "-" and spread is not None and math.isfinite(spread):
+        text += f" ±{spread:.3f}"
+    return text
+
+
+def table_columns(args: argparse.Namespace) -> list[str]:
+    """The table's columns (+ DAVIS IoU with ``--davis``)."""
+    return COLUMNS + ([DAVIS_COLUMN] if args.davis else [])
+
+
+def format_table(rows: dict[str, dict[str, Any]], columns: list[str] = COLUMNS) -> str:
+    head = "| method | " + " | ".join(COLUMN_TITLES.get(c, c) for c in columns) + " |"
+    lines = [head, "|" + "---|" * (len(columns) + 1)]
     for name, m in rows.items():
-        lines.append(f"| {name} | " + " | ".join(_fmt(m.get(c)) for c in COLUMNS) + " |")
+        lines.append(f"| {name} | " + " | ".join(_cell(m, c) for c in columns) + " |")
     return "\n".join(lines)
 
 
-def payload(results: dict, training: dict, args: argparse.Namespace, machine: dict) -> dict:
+def payload(results: dict, training: dict, args: argparse.Namespace, machine: dict, extra: dict | None = None) -> dict:
+    """The JSON line: arguments, machine, results (per row; trained rows with ``spread`` and ``per_seed``), training
+    info (trained rows: ``per_seed``) and ``extra`` (the held-out randomisation drawn, the DAVIS folder)."""
     return {"bench": "train_ablation", "args": vars(args), "machine": machine, "results": results,
-            "training": training}
+            "training": training, **(extra or {})}
 
 
 def write_results(out: Path, stamp: str, header: str, results: dict, training: dict, args: argparse.Namespace,
-                  machine: dict) -> None:
+                  machine: dict, extra: dict | None = None) -> None:
     """``train_ablation_<stamp>.md`` (table + training info) and ``.json`` (one strict-JSON line)."""
     out.mkdir(parents=True, exist_ok=True)
     (out / f"train_ablation_{stamp}.md").write_text(
-        header + "\n\n" + format_table(results) + "\n\ntraining:\n```\n" + json.dumps(_finite(training), indent=1)
-        + "\n```\n", encoding="utf-8")
+        header + "\n\n" + format_table(results, table_columns(args)) + "\n\ntraining:\n```\n"
+        + json.dumps(_finite(training), indent=1) + "\n```\n", encoding="utf-8")
     (out / f"train_ablation_{stamp}.json").write_text(
-        json.dumps(_finite(payload(results, training, args, machine)), allow_nan=False) + "\n", encoding="utf-8")
+        json.dumps(_finite(payload(results, training, args, machine, extra)), allow_nan=False) + "\n",
+        encoding="utf-8")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -322,37 +521,65 @@ def main(argv: list[str] | None = None) -> int:
     else:
         data_root = Path(args.data_dir)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    davis_root, davis_note = davis_root_of(args) if args.davis else (None, "")
+    if args.davis and davis_root is None:
+        print(davis_note, file=sys.stderr, flush=True)
+    seed_keys = [str(seed) for seed in args.seeds]
     try:
+        if davis_root is not None and args.davis_max_frames:
+            davis_root = davis_subset(davis_root, args.davis_max_frames,
+                                      data_root / f"davis_first{args.davis_max_frames}")
         train_dir, test_dir = render_data(data_root, args)
         test_set = test_dataset(test_dir, args)
-        results: dict[str, dict[str, float]] = dict(trivial_baselines(test_set, training_depths(train_dir, args)))
+        results: dict[str, dict[str, Any]] = dict(trivial_baselines(test_set, training_depths(train_dir, args)))
         training: dict[str, dict[str, Any]] = {}
+        extra = {"test_randomization": heldout_randomization_record(args),
+                 "davis": {"root": str(davis_root) if davis_root is not None else None, "note": davis_note}
+                 if args.davis else None}
         header = (f"train_ablation: {args.steps} steps x batch {args.batch_size} at {args.height}x{args.width}, "
-                  f"{args.encoder} encoders, train seeds {args.train_seeds} ({args.train_frames} frames each), "
-                  f"test seed {args.test_seed} ({len(test_set)} frames)"
+                  f"{args.encoder} encoders, train seeds {args.train_seeds} ({args.train_frames} frames each, "
+                  f"randomisation {args.train_randomize}), test seed {args.test_seed} ({len(test_set)} frames, "
+                  f"randomisation {args.test_randomize}"
+                  + (": the renderer's held-out ranges, unseen in training" if args.test_randomize == "heldout"
+                     else "") + ")"
                   + (f", every row starting from the weights of {args.init_weights}" if args.init_weights else "")
-                  + f"; machine: {machine}")
+                  + (f"; trained rows: mean over training seeds {','.join(seed_keys)} ± half the max-min range "
+                     f"(every seed in the JSON line)" if len(seed_keys) > 1 else f"; training seed {seed_keys[0]}")
+                  + f"; mask columns: dynamic_prob > {MASK_THRESHOLD} vs the renderer's dynamic mask, pooled over "
+                    f"the held-out frames"
+                  + (f"; {davis_note}" if args.davis else "") + f"; machine: {machine}")
         if args.init_weights:  # the common starting point, scored as it is
             from depth_sfm_ros.models import build_from_checkpoint, load_checkpoint
 
             bundle, model_config = build_from_checkpoint(args.init_weights)
             name = "init weights (no further training)"
             results[name] = evaluate_model(bundle, model_config, test_set, torch.device("cpu"))
+            if davis_root is not None and bundle.motion is not None:
+                results[name].update(davis_row_scores(bundle, model_config, davis_root))
             training[name] = {"train_s": 0.0, "steps": 0,
                               "checkpoint_step": int(load_checkpoint(args.init_weights)["step"])}
         for name in rows:
-            trainer, info = train_row(name, train_dir, args)
-            results[name] = evaluate_model(trainer.bundle, trainer.model_config, test_set, trainer.device)
-            training[name] = info
-            print(f"{name}: {info} {results[name]}", file=sys.stderr, flush=True)
+            per_seed: dict[str, dict[str, Any]] = {}
+            infos: dict[str, dict[str, Any]] = {}
+            for seed in args.seeds:
+                trainer, info = train_row(name, train_dir, args, seed)
+                scores = evaluate_model(trainer.bundle, trainer.model_config, test_set, trainer.device)
+                if davis_root is not None and trainer.bundle.motion is not None:
+                    scores.update(davis_row_scores(trainer.bundle, trainer.model_config, davis_root, trainer.config))
+                per_seed[str(seed)], infos[str(seed)] = scores, info
+                del trainer
+                shown = {k: v for k, v in scores.items() if k != "davis_clips"}
+                print(f"{name} seed {seed}: {info} {shown}", file=sys.stderr, flush=True)
+            results[name] = aggregate_seeds(per_seed)
+            training[name] = {"per_seed": infos}
             if args.out:  # rewritten after every row, so a long run that is cut short keeps what it finished
-                write_results(Path(args.out), stamp, header, results, training, args, machine)
+                write_results(Path(args.out), stamp, header, results, training, args, machine, extra)
     finally:
         if tmp is not None:
             tmp.cleanup()
     print(header)
-    print(format_table(results))
-    print(json.dumps(_finite(payload(results, training, args, machine)), allow_nan=False))
+    print(format_table(results, table_columns(args)))
+    print(json.dumps(_finite(payload(results, training, args, machine, extra)), allow_nan=False))
     return 0
 
 

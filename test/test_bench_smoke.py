@@ -65,3 +65,76 @@ def test_bench_online_adapt_node_mode_runs_both_sides_and_says_when_no_step_happ
         assert out.returncode == 1 and not result["measured"] and "NO adaptation step happened" in out.stdout
     else:
         assert out.returncode == 0 and result["measured"]
+
+
+def _train_ablation():
+    """bench/train_ablation.py as a module (bench/ is no package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("train_ablation", REPO / "bench" / "train_ablation.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    return bench
+
+
+TINY_ABLATION = ["--steps", "1", "--height", "64", "--width", "128", "--rows", "flow3d", "--train-seeds", "3",
+                 "--train-frames", "6", "--test-frames", "6", "--batch-size", "2"]
+
+
+@pytest.mark.slow
+def test_train_ablation_two_seeds_heldout_randomisation_and_mask_precision_recall(tmp_path, capsys):
+    """--seeds 0,1: every trained row twice, mean ± spread in the table, both seeds in the JSON; --test-randomize
+    heldout renders the held-out sequence from the renderer's held-out ranges; mask precision / recall beside IoU;
+    --davis without a DAVIS folder says so once and shows '-'."""
+    bench = _train_ablation()
+    assert bench.main(TINY_ABLATION + ["--seeds", "0,1", "--test-randomize", "heldout", "--data-dir",
+                                       str(tmp_path / "data"), "--out", str(tmp_path / "results"), "--davis",
+                                       "--davis-root", str(tmp_path / "no_davis")]) == 0
+    captured = capsys.readouterr()
+    out = captured.out.strip().splitlines()
+    header, payload = out[0], json.loads(out[-1])
+    assert "held-out ranges" in header and "± half the max-min range" in header
+    assert f"no DAVIS clips at {tmp_path / 'no_davis'}" in header and captured.err.count("no DAVIS clips") == 1
+    head = next(line for line in out if line.startswith("| method |"))
+    assert "| mask_iou | mask_precision | mask_recall | DAVIS IoU |" in head
+    row = next(line for line in out if line.startswith("| flow3d |")).strip("|").split("|")
+    cells = dict(zip([c.strip() for c in head.strip("|").split("|")], [c.strip() for c in row]))
+    assert "±" in cells["abs_rel"] and "±" in cells["mask_iou"] and cells["DAVIS IoU"] == "-"
+    trivial = next(line for line in out if line.startswith("| trivial: constant depth |"))
+    assert "±" not in trivial  # deterministic baselines: one number
+    assert (tmp_path / "data" / "test_heldout" / "poses.txt").is_file()
+    assert payload["test_randomization"]["profile"] == "heldout"
+    flow3d = payload["results"]["flow3d"]
+    assert set(flow3d["per_seed"]) == {"0", "1"} and set(payload["training"]["flow3d"]["per_seed"]) == {"0", "1"}
+    seeds = flow3d["per_seed"].values()
+    for seed in seeds:
+        assert 0.0 <= seed["mask_iou"] <= 1.0 and 0.0 <= seed["mask_recall"] <= 1.0
+        assert seed["mask_precision"] is None or 0.0 <= seed["mask_precision"] <= 1.0  # None: nothing marked
+    a, b = (s["abs_rel"] for s in seeds)
+    assert a != b  # the training seed reaches the trainer
+    assert flow3d["abs_rel"] == pytest.approx((a + b) / 2)
+    assert flow3d["spread"]["abs_rel"] == pytest.approx(abs(a - b) / 2)
+    assert "davis_iou" not in flow3d
+    assert len(list((tmp_path / "results").glob("train_ablation_*.md"))) == 1
+
+
+@pytest.mark.slow
+def test_train_ablation_davis_column_on_the_committed_davis_fixture(tmp_path, capsys):
+    """--davis on the DAVIS-format fixtures (two clips, 3 frames each at 80x45; --davis-max-frames 2 takes a
+    linked subset): the row's ONNX export runs through real_benchmark.davis_scores, DAVIS IoU in the table."""
+    davis = REPO / "test" / "fixtures" / "real_formats" / "davis"
+    if not (davis / "JPEGImages").is_dir():
+        pytest.skip(f"no DAVIS fixture at {davis}")
+    bench = _train_ablation()
+    assert bench.main(TINY_ABLATION + ["--davis", "--davis-root", str(davis), "--davis-max-frames", "2",
+                                       "--data-dir", str(tmp_path / "data")]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    payload = json.loads(out[-1])
+    assert "DAVIS IoU: each clip's IoU pooled over its frames" in out[0]
+    assert "DAVIS IoU" in next(line for line in out if line.startswith("| method |"))
+    flow3d = payload["results"]["flow3d"]
+    clips = flow3d["per_seed"]["0"]["davis_clips"]
+    assert set(clips) == {"car-shadow", "dog"}
+    assert all(c["frames"] == 2 and c["scored_frames"] == 1 for c in clips.values())
+    assert 0.0 <= flow3d["davis_iou"] <= 1.0
+    assert payload["davis"]["root"] == str(tmp_path / "data" / "davis_first2")
