@@ -3,6 +3,7 @@ speed is measured by running them, see README "Benchmarks")."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -138,3 +139,21 @@ def test_train_ablation_davis_column_on_the_committed_davis_fixture(tmp_path, ca
     assert all(c["frames"] == 2 and c["scored_frames"] == 1 for c in clips.values())
     assert 0.0 <= flow3d["davis_iou"] <= 1.0
     assert payload["davis"]["root"] == str(tmp_path / "data" / "davis_first2")
+
+
+def test_depth_tta_probe_scores_every_variant_next_to_the_constant(tmp_path):
+    """bench/depth_tta_probe.py on the bundled model, synthetic sequences only (no real root), 2 frames each: one
+    row per sequence with the three variants and the constant, and the variants really differ."""
+    out = subprocess.run([sys.executable, str(REPO / "bench" / "depth_tta_probe.py"), "--real-root", str(tmp_path),
+                          "--synthetic-frames", "2", "--every", "2"],
+                         capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "no 7-Scenes" in out.stderr
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert [row["sequence"].split(" (")[0] for row in report["rows"]] == [
+        "synthetic demo drive", "synthetic held-out indoor", "synthetic held-out indoor", "synthetic held-out mixed",
+        "synthetic held-out street"]
+    for row in report["rows"]:
+        values = [row[k] for k in ("single", "flip", "flip_shift", "constant")]
+        assert all(0.0 < v < 2.0 for v in values), row
+        assert len({round(v, 6) for v in values[:3]}) == 3, row  # each augmentation changes the prediction
