@@ -320,6 +320,33 @@ def test_identical_frames_get_identical_jitter(tmp_path):
     assert not torch.equal(s["images"], s["images_raw"])
 
 
+def test_grayscale_augmentation_greys_the_network_input_only(tmp_path):
+    """grayscale_prob 1: every network input frame has R = G = B (luminance), the loss images keep their colour;
+    grayscale_prob 0 draws nothing extra (the same images as without the key: old runs reproduce); out of range is
+    refused; a mixture passes it to its components."""
+    folder = tmp_path / "colour"
+    for k in range(3):
+        write_png(folder / f"{k:03d}.png", frame_image(k))
+    (folder / "calib.yaml").write_text(f"fx: {FX}\nfy: {FY}\ncx: {CX}\ncy: {CY}\n")
+    cfg = {"type": "folder", "data_path": str(folder), "augment": True, "flip_prob": 0.0}
+    grey = build_dataset({**cfg, "grayscale_prob": 1.0})[0]
+    assert torch.equal(grey["images"][:, 0], grey["images"][:, 1])
+    assert torch.equal(grey["images"][:, 1], grey["images"][:, 2])
+    raw = grey["images_raw"]
+    assert (raw[:, 0] - raw[:, 1]).abs().max() > 0.05  # the loss images stay in colour
+    colour = build_dataset(cfg)[0]
+    assert torch.equal(build_dataset({**cfg, "grayscale_prob": 0.0})[0]["images"], colour["images"])
+    assert (colour["images"][:, 0] - colour["images"][:, 1]).abs().max() > 0.05
+    draws = [bool(torch.equal(s["images"][0, 0], s["images"][0, 1]))
+             for s in (build_dataset({**cfg, "grayscale_prob": 0.5, "seed": sd})[0] for sd in range(12))]
+    assert 0 < sum(draws) < 12  # a probability, not a switch
+    with pytest.raises(ValueError, match="grayscale_prob"):
+        build_dataset({**cfg, "grayscale_prob": 1.5})
+    mixture = build_dataset({"type": "mixture", "data_path": str(tmp_path), "augment": True, "flip_prob": 0.0,
+                             "height": H, "width": W, "grayscale_prob": 1.0, "components": [{"type": "folder", "path": str(folder)}]})[0]
+    assert torch.equal(mixture["images"][:, 0], mixture["images"][:, 2])
+
+
 def test_config_validation(tmp_path):
     root = write_synthetic_folder(tmp_path / "synth", frames=3)
     with pytest.raises(ValueError, match="unknown keys"):

@@ -9,7 +9,7 @@
 a split file (a path, or relative to training/splits/, e.g. ``eigen_zhou/train_files.txt``),
 cityscapes the split name, kitti_odom the sequences (list or "09,10"); other types need None.
 Common keys (all optional except type/data_path): frame_offsets, stride, height, width, crop
-(x0, y0, w, h), augment, flip_prob, jitter, seed, boundary ("skip"|"clamp"), mask_dir, load_depth.
+(x0, y0, w, h), augment, flip_prob, jitter, grayscale_prob, seed, boundary ("skip"|"clamp"), mask_dir, load_depth.
 Per type:
     kitti_raw      split_file, depth_source ("velodyne"|"velodyne_eigen"|"annotated"|None; default None: projecting a
                    LiDAR scan per sample costs time training does not need), annotated_root
@@ -43,8 +43,8 @@ from pathlib import Path
 from .base import FrameRange, FrameSequence, MaskFolder, MixtureDataset, SequenceDataset
 
 SPLITS_DIR = Path(__file__).resolve().parent.parent / "splits"
-COMMON_KEYS = {"frame_offsets", "stride", "height", "width", "crop", "augment", "flip_prob", "jitter", "seed",
-               "boundary", "mask_dir", "load_depth", "frames"}
+COMMON_KEYS = {"frame_offsets", "stride", "height", "width", "crop", "augment", "flip_prob", "jitter",
+               "grayscale_prob", "seed", "boundary", "mask_dir", "load_depth", "frames"}
 TYPE_KEYS = {
     "kitti_raw": {"split_file", "depth_source", "annotated_root"},
     "kitti_eigen": {"split_file", "annotated_root"},

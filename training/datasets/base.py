@@ -152,7 +152,8 @@ class SequenceDataset(Dataset):
         height, width: output size (None = keep the (cropped) size; then all frames must match).
         crop: ``(x0, y0, w, h)`` box in original pixels applied before resizing, or None.
         augment: random horizontal flip (``flip_prob``) and colour jitter (``jitter`` =
-            brightness, contrast, saturation, hue ranges; None = no jitter).
+            brightness, contrast, saturation, hue ranges; None = no jitter, and no grayscale either), with
+            probability ``grayscale_prob`` a grayscale network input (the loss images stay in colour).
         targets: explicit ``(sequence_index, frame_index)`` targets (e.g. from a split file);
             default: every frame.
         boundary: ``"skip"`` drops targets whose sources fall outside the sequence;
@@ -166,7 +167,7 @@ class SequenceDataset(Dataset):
                  crop: Sequence[int] | None = None, augment: bool = False, flip_prob: float = 0.5,
                  jitter: Sequence[float] | None = (0.2, 0.2, 0.2, 0.1), seed: int = 0,
                  targets: Sequence[tuple[int, int]] | None = None, boundary: str = "skip",
-                 mask_dir: str | Path | None = None, load_depth: bool = True) -> None:
+                 mask_dir: str | Path | None = None, load_depth: bool = True, grayscale_prob: float = 0.0) -> None:
         if not sequences:
             raise ValueError("no sequences: the dataset is empty (check data_path / split)")
         self.sequences = list(sequences)
@@ -186,6 +187,9 @@ class SequenceDataset(Dataset):
         if jitter is not None and len(jitter) != 4:
             raise ValueError(f"jitter must be (brightness, contrast, saturation, hue), got {jitter}")
         self.jitter = None if jitter is None else tuple(float(j) for j in jitter)
+        if not 0 <= grayscale_prob <= 1:
+            raise ValueError(f"grayscale_prob must be in [0, 1], got {grayscale_prob}")
+        self.grayscale_prob = float(grayscale_prob)
         self.seed, self.epoch = int(seed), 0
         if boundary not in ("skip", "clamp"):
             raise ValueError(f"boundary must be 'skip' or 'clamp', got {boundary!r}")
@@ -261,7 +265,8 @@ class SequenceDataset(Dataset):
         seq, frames = self.frames_of(index)
         rng = np.random.default_rng([self.seed, self.epoch, index])
         flip = self.augment and rng.random() < self.flip_prob
-        jitter = ColorJitter.sample(rng, *self.jitter) if self.augment and self.jitter is not None else None
+        jitter = (ColorJitter.sample(rng, *self.jitter, grayscale_prob=self.grayscale_prob)
+                  if self.augment and self.jitter is not None else None)
 
         K_raw = seq.intrinsics(frames[0])
         K = self._intrinsics_after(K_raw, flip)

@@ -56,27 +56,34 @@ class ColorJitter:
     """One draw of photometric augmentation, applied identically to every frame of a sample.
 
     brightness / contrast / saturation are multiplicative factors (1 = unchanged), hue a shift
-    in turns ([-0.5, 0.5], 0 = unchanged).
+    in turns ([-0.5, 0.5], 0 = unchanged); ``grayscale`` replaces the result by its luminance in all three
+    channels (what a mono camera such as EuRoC's gives the node).
     """
 
     brightness: float = 1.0
     contrast: float = 1.0
     saturation: float = 1.0
     hue: float = 0.0
+    grayscale: bool = False
 
     @classmethod
     def sample(cls, rng: np.random.Generator, brightness: float = 0.2, contrast: float = 0.2,
-               saturation: float = 0.2, hue: float = 0.1) -> "ColorJitter":
-        """Draw factors uniformly in [1 - x, 1 + x] (hue in [-hue, hue]), monodepth2's ranges by default."""
+               saturation: float = 0.2, hue: float = 0.1, grayscale_prob: float = 0.0) -> "ColorJitter":
+        """Draw factors uniformly in [1 - x, 1 + x] (hue in [-hue, hue]), monodepth2's ranges by default, and
+        grayscale with probability ``grayscale_prob`` (drawn last and only when > 0, so the other draws of a seed
+        do not change with it)."""
         for name, value in (("brightness", brightness), ("contrast", contrast), ("saturation", saturation)):
             if not 0 <= value < 1:
                 raise ValueError(f"jitter {name} must be in [0, 1), got {value}")
         if not 0 <= hue <= 0.5:
             raise ValueError(f"jitter hue must be in [0, 0.5], got {hue}")
-        return cls(brightness=float(rng.uniform(1 - brightness, 1 + brightness)),
-                   contrast=float(rng.uniform(1 - contrast, 1 + contrast)),
-                   saturation=float(rng.uniform(1 - saturation, 1 + saturation)),
-                   hue=float(rng.uniform(-hue, hue)))
+        if not 0 <= grayscale_prob <= 1:
+            raise ValueError(f"grayscale_prob must be in [0, 1], got {grayscale_prob}")
+        factors = dict(brightness=float(rng.uniform(1 - brightness, 1 + brightness)),
+                       contrast=float(rng.uniform(1 - contrast, 1 + contrast)),
+                       saturation=float(rng.uniform(1 - saturation, 1 + saturation)),
+                       hue=float(rng.uniform(-hue, hue)))
+        return cls(**factors, grayscale=bool(grayscale_prob > 0 and rng.random() < grayscale_prob))
 
     def __call__(self, rgb: np.ndarray) -> np.ndarray:
         """Apply to float32 RGB (H, W, 3) in [0, 1]; returns a new array in [0, 1]."""
@@ -89,6 +96,8 @@ class ColorJitter:
             hsv = cv2.cvtColor(out, cv2.COLOR_RGB2HSV)  # float32: H in [0, 360)
             hsv[..., 0] = np.mod(hsv[..., 0] + self.hue * 360.0, 360.0)
             out = np.clip(cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB), 0.0, 1.0)
+        if self.grayscale:
+            out = np.repeat(out @ np.array([0.299, 0.587, 0.114], dtype=np.float32)[:, None], 3, axis=-1)
         return out.astype(np.float32, copy=False)
 
 
