@@ -111,6 +111,12 @@ def test_cli_synthetic_depth_regions_and_odometry(tmp_path, untrained_checkpoint
     odom = results["odometry"]["synth"]
     assert odom["n_frames"] == 6 and odom["snippet_ate"]["n_snippets"] == 2
     assert math.isfinite(odom["ate"]["rmse_m"])
+    # the test-time flip ('pp'): recorded, and it changes the depth scores, not the odometry
+    flipped = _evaluate(["--checkpoint", str(untrained_checkpoint), "--dataset", "synthetic", "--data-path",
+                         str(data), "--out", str(tmp_path / "eval_pp"), "--depth-flip-average"])
+    assert results["depth_flip_average"] is False and flipped["depth_flip_average"] is True
+    assert flipped["depth"]["all"]["abs_rel"] != depth["all"]["abs_rel"]
+    assert flipped["odometry"]["synth"]["ate"]["rmse_m"] == odom["ate"]["rmse_m"]
 
 
 def test_cli_kitti_eigen_split_and_odometry(tmp_path, untrained_checkpoint):

@@ -151,6 +151,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--width", type=int, default=None, help="network input width (default: the model's)")
     parser.add_argument("--max-frames", type=int, default=0, help="evaluate at most this many frames (0 = all)")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    parser.add_argument("--depth-flip-average", action=argparse.BooleanOptionalAction, default=None,
+                        help="depth with (or without) the test-time flip (monodepth's post-processing, 'pp' rows); "
+                             "default: the checkpoint's model.depth_flip_average")
 
 
 def _dataset_config(args: argparse.Namespace, frame_offsets: list[int]) -> dict:
@@ -175,6 +178,8 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit("--max-frames must be >= 0")
     device = torch.device(args.device)
     bundle, model_config = build_from_checkpoint(args.checkpoint, map_location=device)
+    if args.depth_flip_average is not None:
+        bundle.depth.flip_average = model_config["depth_flip_average"] = args.depth_flip_average
     height = args.height or int(model_config["height"])
     width = args.width or int(model_config["width"])
     if height % 32 or width % 32:
@@ -189,7 +194,8 @@ def run(args: argparse.Namespace) -> int:
         depth = disp_to_depth(disp, float(model_config["min_depth"]), float(model_config["max_depth"]))[1]
         return depth[0, 0].float().cpu().numpy()
 
-    results: dict = {"dataset": args.dataset, "checkpoint": str(args.checkpoint), "input_size": [width, height]}
+    results: dict = {"dataset": args.dataset, "checkpoint": str(args.checkpoint), "input_size": [width, height],
+                     "depth_flip_average": bool(model_config["depth_flip_average"])}
     with torch.no_grad():
         if args.dataset in DEPTH_PROTOCOLS:
             protocol = DEPTH_PROTOCOLS[args.dataset]
