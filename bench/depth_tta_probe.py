@@ -14,9 +14,11 @@ renderer's held-out randomisation), and scores median-scaled abs_rel of:
                   docs/default_model.md for why); this probe is how it was judged.
 
 next to the median-scaled constant depth on the same pixels. The network input is the whole image resized to the
-model's size (``cv2.INTER_AREA``, as the node's preprocessing). Prints a table and one JSON line.
+model's size (``cv2.INTER_AREA``, as the node's preprocessing); ``--grayscale`` feeds every image as its luminance
+in three channels (what a mono camera gives the node). Prints a table and one JSON line.
 
     python bench/depth_tta_probe.py --model depth_sfm_ros/data/default_model --every 5
+    python bench/depth_tta_probe.py --every 5 --grayscale          # the same frames as a mono camera sees them
 """
 from __future__ import annotations
 
@@ -119,10 +121,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--every", type=int, default=5, help="every N-th real frame (synthetic: every N/2-th)")
     parser.add_argument("--shift", type=int, default=8, help="flip_shift's shift in network pixels")
     parser.add_argument("--synthetic-frames", type=int, default=30, help="frames per synthetic held-out sequence")
+    parser.add_argument("--grayscale", action="store_true", help="feed the images as grey (mono camera)")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     if min(args.every, args.shift, args.synthetic_frames) < 1:
         parser.error("--every, --shift and --synthetic-frames must be >= 1")
+    import cv2
     import torch
 
     torch.set_num_threads(args.threads)
@@ -131,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, frames, max_depth in sequences(args.real_root, args.every, args.synthetic_frames):
         scores = {v: [] for v in (*VARIANTS, "constant")}
         for image, gt in frames:
+            if args.grayscale:
+                image = np.repeat(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)[:, :, None], 3, axis=2)
             for variant, depth in predictions(net, image, size, args.shift).items():
                 scores[variant].append(abs_rel(depth, gt, max_depth))
             scores["constant"].append(abs_rel(np.ones_like(gt), gt, max_depth))
@@ -141,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {row['sequence']} | {row['frames']} | "
               + " | ".join(f"{row[k]:.3f}" for k in (*VARIANTS, "constant")) + " |")
     print(json.dumps({"model": str(args.model), "shift_px": args.shift, "every": args.every,
+                      "grayscale": args.grayscale,
                       "machine": platform.machine(), "rows": rows}))
     return 0
 

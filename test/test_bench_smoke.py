@@ -145,11 +145,12 @@ def test_depth_tta_probe_scores_every_variant_next_to_the_constant(tmp_path):
     """bench/depth_tta_probe.py on the bundled model, synthetic sequences only (no real root), 2 frames each: one
     row per sequence with the three variants and the constant, and the variants really differ."""
     out = subprocess.run([sys.executable, str(REPO / "bench" / "depth_tta_probe.py"), "--real-root", str(tmp_path),
-                          "--synthetic-frames", "2", "--every", "2"],
+                          "--synthetic-frames", "2", "--every", "2", "--grayscale"],
                          capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert out.returncode == 0, out.stderr[-2000:]
     assert "no 7-Scenes" in out.stderr
     report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert report["grayscale"] is True
     assert [row["sequence"].split(" (")[0] for row in report["rows"]] == [
         "synthetic demo drive", "synthetic held-out indoor", "synthetic held-out indoor", "synthetic held-out mixed",
         "synthetic held-out street"]
