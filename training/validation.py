@@ -13,11 +13,7 @@ from depth_sfm_training.forward import ForwardOutputs
 from depth_sfm_training.logging_utils import colorize, to_uint8_image
 from depth_sfm_training.losses import FrameBatchOutputs
 
-__all__ = ["full_res", "predict_depth", "evaluate_depth", "training_images", "mean_window_drop"]
-
-
-def full_res(disps: Any) -> torch.Tensor:
-    return disps if isinstance(disps, torch.Tensor) else disps[0]
+__all__ = ["predict_depth", "evaluate_depth", "training_images", "mean_window_drop"]
 
 
 @torch.no_grad()
