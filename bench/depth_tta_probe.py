@@ -75,13 +75,12 @@ def predictions(net, image_rgb: np.ndarray, size: tuple[int, int], shift_px: int
 
 
 def abs_rel(pred: np.ndarray, gt: np.ndarray, max_depth_m: float) -> float:
-    """Median-scaled abs_rel of ``pred`` (any size, bilinearly resized to the GT's) on valid GT pixels."""
+    """Median-scaled abs_rel of ``pred`` (any size, bilinearly resized to the GT's) on GT pixels in (0.1 m,
+    ``max_depth_m``): the project's one depth metric (``depth_sfm_ros.metrics``), as ``bench/real_eval.py`` uses it."""
     from depth_sfm_ros.bag.scoring import resize_depth
+    from depth_sfm_ros.metrics import compute_depth_metrics
 
-    pred = resize_depth(pred, gt.shape)
-    valid = np.isfinite(gt) & (gt > 0.1) & (gt < max_depth_m) & np.isfinite(pred)
-    p, g = pred[valid], gt[valid]
-    return float(np.mean(np.abs(p * np.median(g) / np.median(p) - g) / g))
+    return float(compute_depth_metrics(resize_depth(pred, gt.shape), gt, None, 0.1, max_depth_m)["abs_rel"])
 
 
 def sequences(real_root: Path, every: int, synthetic_frames: int = 30):

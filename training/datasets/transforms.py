@@ -51,6 +51,9 @@ def resize_depth(depth_m: np.ndarray, width: int, height: int) -> np.ndarray:
     return out.reshape(height, width)
 
 
+LUMA_RGB = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R BT.601 luminance weights of R, G, B
+
+
 @dataclass(frozen=True)
 class ColorJitter:
     """One draw of photometric augmentation, applied identically to every frame of a sample.
@@ -88,16 +91,16 @@ class ColorJitter:
     def __call__(self, rgb: np.ndarray) -> np.ndarray:
         """Apply to float32 RGB (H, W, 3) in [0, 1]; returns a new array in [0, 1]."""
         out = np.clip(rgb * self.brightness, 0.0, 1.0)
-        grey = out @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+        grey = out @ LUMA_RGB
         out = np.clip((out - grey.mean()) * self.contrast + grey.mean(), 0.0, 1.0)
-        grey = (out @ np.array([0.299, 0.587, 0.114], dtype=np.float32))[..., None]
+        grey = (out @ LUMA_RGB)[..., None]
         out = np.clip((out - grey) * self.saturation + grey, 0.0, 1.0).astype(np.float32)
         if self.hue != 0.0:
             hsv = cv2.cvtColor(out, cv2.COLOR_RGB2HSV)  # float32: H in [0, 360)
             hsv[..., 0] = np.mod(hsv[..., 0] + self.hue * 360.0, 360.0)
             out = np.clip(cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB), 0.0, 1.0)
         if self.grayscale:
-            out = np.repeat(out @ np.array([0.299, 0.587, 0.114], dtype=np.float32)[:, None], 3, axis=-1)
+            out = np.repeat(out @ LUMA_RGB[:, None], 3, axis=-1)
         return out.astype(np.float32, copy=False)
 
 
