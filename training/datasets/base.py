@@ -10,7 +10,8 @@ one camera). :class:`SequenceDataset` turns sequences into training samples:
                     augmentation applied), for photometric losses
     K               float32 (3, 3) intrinsics at (H, W) after crop / resize / flip
     instance_ids    int64 (S, 1, H, W), 0 = background (zeros when none); has_instances bool
-    dynamic_mask    float32 (S, 1, H, W), 1 = moving (zeros when none); has_dynamic_mask bool
+    dynamic_mask    float32 (S, 1, H, W), 1 = moving (zeros when none); has_dynamic_mask bool (True when every
+                    frame has one); from the ``dynamic_mask_dir`` folder instead of the sequence when given
     depth_gt        float32 (1, H, W) metres, 0 = invalid, target frame only   (datasets with depth)
     has_depth_gt    bool: False when this sample's depth file is missing        (datasets with depth)
     T_src_tgt_gt    float32 (S-1, 4, 4) ground-truth T_src_tgt per source       (datasets with poses)
@@ -133,6 +134,29 @@ class MaskFolder:
         return read_png_uint16(path).astype(np.int64)
 
 
+class DynamicMaskFolder:
+    """Per-frame binary dynamic-object masks from a folder (a label-free motion teacher's, a segmenter's):
+    ``<root>/<sequence.name>/<frame_id>.png``, single-channel 8- or 16-bit, pixel > 0 = moving, at the size of the
+    images the sequence returns. A missing file gives None (no mask for that frame)."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"dynamic mask folder {self.root} does not exist")
+
+    def path(self, sequence: FrameSequence, i: int) -> Path:
+        """The file that holds the mask of frame ``i`` of ``sequence`` (whether or not it exists)."""
+        return self.root / sequence.name / f"{sequence.frame_id(i)}.png"
+
+    def load(self, sequence: FrameSequence, i: int) -> np.ndarray | None:
+        """(H, W) bool, True on moving pixels, or None when the file is missing; ValueError naming the file for a
+        PNG that is not single-channel."""
+        path = self.path(sequence, i)
+        if not path.is_file():
+            return None
+        return read_png_uint16(path) > 0
+
+
 def check_frame_offsets(frame_offsets: Sequence[int]) -> tuple[int, ...]:
     offsets = tuple(int(o) for o in frame_offsets)
     if not offsets or offsets[0] != 0:
@@ -159,6 +183,9 @@ class SequenceDataset(Dataset):
         boundary: ``"skip"`` drops targets whose sources fall outside the sequence;
             ``"clamp"`` replaces them by the nearest frame inside.
         mask_dir: a :class:`MaskFolder` root whose instance masks replace the sequence's own.
+        dynamic_mask_dir: a :class:`DynamicMaskFolder` root whose binary masks replace the sequence's own
+            ``dynamic_mask`` on every frame (a frame without a file has no mask: ``has_dynamic_mask`` is False
+            for the samples that use it, as for a sequence without masks).
         load_depth: emit ``depth_gt`` when the sequences have depth.
     """
 
@@ -167,7 +194,8 @@ class SequenceDataset(Dataset):
                  crop: Sequence[int] | None = None, augment: bool = False, flip_prob: float = 0.5,
                  jitter: Sequence[float] | None = (0.2, 0.2, 0.2, 0.1), seed: int = 0,
                  targets: Sequence[tuple[int, int]] | None = None, boundary: str = "skip",
-                 mask_dir: str | Path | None = None, load_depth: bool = True, grayscale_prob: float = 0.0) -> None:
+                 mask_dir: str | Path | None = None, load_depth: bool = True, grayscale_prob: float = 0.0,
+                 dynamic_mask_dir: str | Path | None = None) -> None:
         if not sequences:
             raise ValueError("no sequences: the dataset is empty (check data_path / split)")
         self.sequences = list(sequences)
@@ -195,6 +223,7 @@ class SequenceDataset(Dataset):
             raise ValueError(f"boundary must be 'skip' or 'clamp', got {boundary!r}")
         self.boundary = boundary
         self.masks = MaskFolder(mask_dir) if mask_dir is not None else None
+        self.dynamic_masks = DynamicMaskFolder(dynamic_mask_dir) if dynamic_mask_dir is not None else None
         self.load_depth = bool(load_depth)
         self.with_depth = self.load_depth and all(s.has_depth for s in self.sequences)
         self.with_poses = len(self.frame_offsets) > 1 and all(s.has_poses for s in self.sequences)
@@ -281,9 +310,12 @@ class SequenceDataset(Dataset):
             images.append(jitter(rgb) if jitter is not None else rgb)
             inst = self.masks.load(seq, i) if self.masks is not None else seq.instance_ids(i)
             ids.append(None if inst is None else self._apply(self._check_label(inst, seq, i, K_raw), "label", flip))
-            mask = seq.dynamic_mask(i)
-            dyn.append(None if mask is None else self._apply(self._check_label(mask.astype(np.uint8), seq, i, K_raw),
-                                                             "label", flip))
+            if self.dynamic_masks is not None:
+                mask, source = self.dynamic_masks.load(seq, i), self.dynamic_masks.path(seq, i)
+            else:
+                mask, source = seq.dynamic_mask(i), None
+            dyn.append(None if mask is None else self._apply(
+                self._check_label(mask.astype(np.uint8), seq, i, K_raw, source), "label", flip))
         h, w = images[0].shape[:2]
         if any(im.shape[:2] != (h, w) for im in images):
             raise ValueError(f"{seq.name}: frames {frames} have different sizes; set height/width to resize them")
@@ -315,11 +347,12 @@ class SequenceDataset(Dataset):
         return sample
 
     @staticmethod
-    def _check_label(label: np.ndarray, seq: FrameSequence, i: int, K_raw: Intrinsics) -> np.ndarray:
+    def _check_label(label: np.ndarray, seq: FrameSequence, i: int, K_raw: Intrinsics,
+                     source: str | Path | None = None) -> np.ndarray:
         label = np.asarray(label)
         if label.shape != (K_raw.height, K_raw.width):
             raise ValueError(f"{seq.name} frame {i}: mask/depth shape {label.shape} does not match the image "
-                             f"({K_raw.height}, {K_raw.width})")
+                             f"({K_raw.height}, {K_raw.width})" + (f" ({source})" if source is not None else ""))
         return label
 
     @staticmethod
