@@ -21,6 +21,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
               "a replay set, a time / step budget and a held-out before/after check; exports a model dir"),
     "average": ("depth_sfm_training.average", "average the weights of several checkpoints of one run (stochastic "
                 "weight averaging after the fact)"),
+    "pseudo-masks": ("depth_sfm_training.pseudo_masks", "label-free dynamic-object masks of a training set from the "
+                     "motion teacher (flow the camera motion cannot explain), for data.*.dynamic_mask_dir"),
     "evaluate": ("depth_sfm_training.evaluate", "KITTI Eigen / Cityscapes / odometry / synthetic evaluation of a checkpoint"),
     "export": ("depth_sfm_ros.runtime.export", "export a checkpoint to ONNX (+ model card) and optionally TensorRT engines"),
     "eval-bag": ("depth_sfm_ros.bag.cli", "replay a rosbag through the pipeline and score it against ground truth"),
