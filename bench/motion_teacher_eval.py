@@ -13,8 +13,14 @@ Scores the teacher's masks (no network is trained here; the depth test uses ``--
 
 Every ``--every``-th frame is scored, sources at +-``--stride``. Prints a table and one JSON line.
 
+``--student MODEL`` scores a trained mask net (a checkpoint or a model dir) on the same frames instead of the
+teacher, as the node runs it: the previous frame (``--stride`` back) and the frame, resized to the model's input
+size, the probability upsampled to the image and thresholded at ``--threshold`` (default: the node's
+``mask_threshold``).
+
     python bench/motion_teacher_eval.py                       # bundled depth model, every 3rd frame
     python bench/motion_teacher_eval.py --depth-model none    # epipolar / homography test only
+    python bench/motion_teacher_eval.py --student runs/mask/checkpoints/last.pt   # the distilled mask net
 """
 from __future__ import annotations
 
@@ -61,14 +67,50 @@ class Counts:
         return out
 
 
-def score_sequence(seq, frames, stride, depth, config, gt_of=None) -> dict:
+class StudentMask:
+    """The mask net of a checkpoint / model dir as the node runs it: ``(sequence, i, stride) -> (H, W) bool``."""
+
+    def __init__(self, model: Path, threshold: float = 0.5) -> None:
+        from depth_sfm_ros.runtime.torch_backend import load_checkpoint_modules, load_weights_file_modules
+        from depth_sfm_ros.models.weights_file import load_bundle_weights, weights_path_of
+        from depth_sfm_ros.models.checkpoint import load_checkpoint
+
+        if model.is_dir() or model.suffix == ".safetensors":
+            _, _, self.net = load_weights_file_modules(weights_path_of(model))
+            config = load_bundle_weights(weights_path_of(model))[1]
+        else:
+            _, _, self.net = load_checkpoint_modules(model)
+            config = load_checkpoint(model)["model_config"]
+        if self.net is None:
+            raise SystemExit(f"{model} has no mask net")
+        self.net.eval()
+        self.size = (int(config["width"]), int(config["height"]))
+        self.threshold = threshold
+
+    def __call__(self, seq, i: int, stride: int) -> np.ndarray:
+        import cv2
+        import torch
+
+        cur = seq.image_rgb(i)
+        prev = seq.image_rgb(max(i - stride, 0) if i >= stride else min(i + stride, len(seq) - 1))
+        tensor = [torch.from_numpy(cv2.resize(im, self.size, interpolation=cv2.INTER_AREA)).permute(2, 0, 1)[None]
+                  .float() / 255.0 for im in (prev, cur)]
+        with torch.no_grad():
+            prob = self.net(*tensor)
+        prob = prob[0] if isinstance(prob, (tuple, list)) else prob
+        prob = cv2.resize(prob[0, 0].numpy(), (cur.shape[1], cur.shape[0]), interpolation=cv2.INTER_LINEAR)
+        return prob >= self.threshold
+
+
+def score_sequence(seq, frames, stride, depth, config, gt_of=None, student: StudentMask | None = None) -> dict:
     from depth_sfm_training.pseudo_masks import sequence_motion_mask
 
     counts = Counts()
     start = time.monotonic()
     for i in frames:
         gt = gt_of(i) if gt_of is not None else None
-        counts.add(sequence_motion_mask(seq, i, stride, depth, config), gt)
+        mask = student(seq, i, stride) if student is not None else sequence_motion_mask(seq, i, stride, depth, config)
+        counts.add(mask, gt)
     row = counts.row()
     row["ms_per_frame"] = 1000.0 * (time.monotonic() - start) / max(len(frames), 1)
     return row
@@ -100,6 +142,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--synth-width", type=int, default=480)
     p.add_argument("--set", action="append", default=None, choices=("davis", "synthetic", "7scenes", "kitti"),
                    help="score only these sets (repeatable; default all)")
+    p.add_argument("--student", default=None, help="score this checkpoint's / model dir's mask net instead")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="the student's dynamic-probability threshold (default: the node's mask_threshold)")
     p.add_argument("--teacher", default="{}", help="TeacherConfig overrides as JSON, e.g. '{\"min_residual_px\": 2}'")
     args = p.parse_args(argv)
     if args.every < 1 or args.stride < 1:
@@ -113,7 +158,12 @@ def main(argv: list[str] | None = None) -> int:
     from depth_sfm_ros.runtime.model_dir import DEFAULT_MODEL_DIR
 
     config = TeacherConfig(**json.loads(args.teacher))
-    depth = None if (args.depth_model or "").lower() == "none" else TeacherDepth(args.depth_model or DEFAULT_MODEL_DIR)
+    from depth_sfm_training.real_benchmark import NODE_MASK_THRESHOLD
+
+    threshold = NODE_MASK_THRESHOLD if args.threshold is None else args.threshold
+    student = StudentMask(Path(args.student), threshold) if args.student else None
+    depth = None if student is not None or (args.depth_model or "").lower() == "none" \
+        else TeacherDepth(args.depth_model or DEFAULT_MODEL_DIR)
     sets = set(args.set or ("davis", "synthetic", "7scenes", "kitti"))
     real = Path(args.real_root)
     rows: dict[str, dict] = {}
@@ -122,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         heldout = set(REAL_DEV_SPLITS["davis_moving_camera"]["heldout_clips"])
         for seq in davis_sequences(real / "davis_moving_camera"):
             row = score_sequence(seq, range(0, len(seq), args.every), args.stride, depth, config,
-                                 lambda i, s=seq: s.dynamic_mask(i) > 0)
+                                 lambda i, s=seq: s.dynamic_mask(i) > 0, student=student)
             rows[f"davis/{seq.name}"] = dict(row, held_out=seq.name in heldout)
     if "synthetic" in sets:
         with tempfile.TemporaryDirectory() as tmp:
@@ -131,21 +181,24 @@ def main(argv: list[str] | None = None) -> int:
                 seq = SyntheticFolderSequence(folder)
                 rows[f"synthetic/{folder.name}"] = score_sequence(
                     seq, range(0, len(seq), args.every), args.stride, depth, config,
-                    lambda i, s=seq: s.dynamic_mask(i) > 0)
+                    lambda i, s=seq: s.dynamic_mask(i) > 0, student=student)
     if "7scenes" in sets and (real / "7scenes_redkitchen").is_dir():
         seq = SevenScenesSequence(real / "7scenes_redkitchen")
         still = range(*REAL_DEV_SPLITS["7scenes_redkitchen"]["still"])
-        rows["7scenes/still"] = score_sequence(seq, still, args.stride, depth, config)
-        rows["7scenes/all"] = score_sequence(seq, range(0, len(seq), args.every * 3), args.stride, depth, config)
+        rows["7scenes/still"] = score_sequence(seq, still, args.stride, depth, config, student=student)
+        rows["7scenes/all"] = score_sequence(seq, range(0, len(seq), args.every * 3), args.stride, depth, config,
+                                              student=student)
     if "kitti" in sets and (real / "kitti_odometry_51").is_dir():
         seq = KittiOdometryFolderSequence(real / "kitti_odometry_51")
-        rows["kitti/all"] = score_sequence(seq, range(0, len(seq), args.every), args.stride, depth, config)
+        rows["kitti/all"] = score_sequence(seq, range(0, len(seq), args.every), args.stride, depth, config,
+                                           student=student)
 
     def fmt(row: dict, key: str) -> str:
         return f"{row[key]:.3f}" if key in row else "-"
 
-    print(f"motion teacher, depth test: {'off' if depth is None else args.depth_model or 'bundled model'}; "
-          f"stride {args.stride}, every {args.every}; machine {platform.machine()} {platform.node()}")
+    what = (f"student mask net {args.student}, threshold {threshold}" if student is not None else
+            f"motion teacher, depth test: {'off' if depth is None else args.depth_model or 'bundled model'}")
+    print(f"{what}; stride {args.stride}, every {args.every}; machine {platform.machine()} {platform.node()}")
     print("| set | frames | IoU | precision | recall | static marked | marked | ms/frame |")
     print("|---|---|---|---|---|---|---|---|")
     for name, row in rows.items():
@@ -157,7 +210,9 @@ def main(argv: list[str] | None = None) -> int:
                "synthetic_mean_iou": float(np.mean([r["iou"] for k, r in rows.items() if k.startswith("synthetic/")]))
                if any(k.startswith("synthetic/") for k in rows) else None}
     print(f"DAVIS mean IoU {summary['davis_mean_iou']}, synthetic held-out mean IoU {summary['synthetic_mean_iou']}")
-    print(json.dumps({"bench": "motion_teacher_eval", "teacher": config.__dict__, "stride": args.stride,
+    print(json.dumps({"bench": "motion_teacher_eval", "student": args.student,
+                      "threshold": threshold if student is not None else None,
+                      "teacher": None if student is not None else config.__dict__, "stride": args.stride,
                       "every": args.every, "depth_model": None if depth is None else str(args.depth_model or "bundled"),
                       "rows": rows, **summary}))
     return 0

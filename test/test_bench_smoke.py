@@ -158,3 +158,34 @@ def test_depth_tta_probe_scores_every_variant_next_to_the_constant(tmp_path):
         values = [row[k] for k in ("single", "flip", "flip_shift", "constant")]
         assert all(0.0 < v < 2.0 for v in values), row
         assert len({round(v, 6) for v in values[:3]}) == 3, row  # each augmentation changes the prediction
+
+
+def test_motion_teacher_eval_scores_the_teacher_and_a_student_on_the_same_frames(tmp_path):
+    """bench/motion_teacher_eval.py on synthetic held-out drives only (no real root), tiny: the teacher's rows have
+    IoU / precision / recall / static share; a student (a checkpoint with a fresh motion net, whose probability
+    starts near 0.05) marks nothing at threshold 0.5 and everything at 0.01: the threshold reaches the mask."""
+    from depth_sfm_ros.models import build_models
+    from depth_sfm_ros.models.checkpoint import save_checkpoint
+
+    base = [sys.executable, str(REPO / "bench" / "motion_teacher_eval.py"), "--real-root", str(tmp_path / "none"),
+            "--synth-dir", str(tmp_path / "synth"), "--synth-frames", "4", "--synth-width", "160", "--every", "2"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    out = subprocess.run(base + ["--depth-model", "none"], capture_output=True, text=True, timeout=300, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert report["davis_mean_iou"] is None and report["teacher"]["min_residual_px"] > 0
+    assert sorted(report["rows"]) == ["synthetic/indoor_102", "synthetic/intersection_101", "synthetic/street_100"]
+    for row in report["rows"].values():
+        assert row["frames"] == 2 and {"iou", "precision", "recall", "static_marked"} <= set(row)
+
+    config = {"encoder": "lite", "pose_encoder": "lite_small", "use_motion_net": True, "height": 64, "width": 96}
+    checkpoint = save_checkpoint(tmp_path / "student.pt", build_models(config), config, None, step=1, epoch=0)
+    marked = {}
+    for threshold in ("0.5", "0.01"):
+        out = subprocess.run(base + ["--student", str(checkpoint), "--threshold", threshold], capture_output=True,
+                             text=True, timeout=300, env=env)
+        assert out.returncode == 0, out.stderr[-2000:]
+        report = json.loads(out.stdout.strip().splitlines()[-1])
+        assert report["student"] == str(checkpoint) and report["teacher"] is None
+        marked[threshold] = [row["marked"] for row in report["rows"].values()]
+    assert max(marked["0.5"]) == 0.0 and min(marked["0.01"]) == 1.0
