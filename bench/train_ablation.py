@@ -31,6 +31,18 @@ default ``data.use_dynamic_masks: true`` the auto-weight rows weigh samples by t
 net's dynamic probability is taught by them (the mask columns are then partly supervised); pass
 ``--set data.use_dynamic_masks=false`` for masks learned from the photometric / flow losses alone.
 
+Teacher masks: ``--teacher-masks`` trains every row on label-free dynamic masks instead of the renderer's. After
+the sequences are rendered, the motion teacher (training/motion_teacher.py: optical flow, a robust background-motion
+fit and a depth-parallax test; written by training/pseudo_masks.py) computes one mask per training frame from the
+training images and intrinsics alone, into ``<data-dir>/teacher_masks[_<train profile>]/<sequence>/<frame>.png``
+(kept and reused with the data dir; a ``teacher.json`` there says what made them). The teacher's depth test uses
+the depth net of the ``--init-weights`` checkpoint, else the bundled model. Every trained row then runs with
+``data.use_dynamic_masks=true`` and ``data.extra.dynamic_mask_dir=<that folder>`` (a ``--set`` that contradicts
+either is refused), and each row checks before training that its dataset reads every frame's mask from that
+folder: no renderer label reaches training; the renderer's masks only score the mask columns (and, in the JSON
+line's ``teacher_masks``, the teacher itself on the training frames). The header and the JSON line's
+``mask_source`` say where the training masks came from (teacher / renderer GT / none).
+
 Real video: ``--davis`` also scores every row with a motion net on the DAVIS clips with an annotated moving
 object (``--real-root``/davis_moving_camera, default ../shared/real, or ``--davis-root DIR`` in DAVIS layout;
 ``--davis-max-frames N`` keeps the first N frames of each clip): the row's networks are exported to ONNX
@@ -115,6 +127,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "as it is")
     p.add_argument("--set", action="append", default=[], metavar="key.sub=value",
                    help="extra config override for every row (repeatable)")
+    p.add_argument("--teacher-masks", action="store_true",
+                   help="train every row on the label-free motion teacher's dynamic masks (computed from the "
+                        "training frames, depth test with the --init-weights / bundled model), written under "
+                        "--data-dir; the renderer's masks only score")
     p.add_argument("--data-dir", default=None, help="where to render the sequences (default: a temp folder)")
     p.add_argument("--out", default=None, help="folder for the .md table and .json results (e.g. bench/results)")
     args = p.parse_args(argv)
@@ -134,7 +150,35 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("need --steps >= 1, --batch-size >= 1, --train-frames >= 3, --test-frames >= 6")
     if args.height % 32 or args.width % 32:
         p.error(f"--height/--width must be multiples of 32, got {args.height}x{args.width}")
+    if args.teacher_masks:
+        conflict = teacher_mask_conflicts(args.set)
+        if conflict:
+            p.error(f"--teacher-masks sets data.use_dynamic_masks=true and data.extra.dynamic_mask_dir to the "
+                    f"teacher's folder for every row; --set {conflict} contradicts it (drop one of them)")
     return args
+
+
+def teacher_mask_conflicts(overrides: list[str]) -> str | None:
+    """The first ``--set`` that would contradict ``--teacher-masks`` (data.use_dynamic_masks other than true, or its
+    own data.extra.dynamic_mask_dir), or None."""
+    import yaml
+
+    for text in overrides:
+        key, _, raw = text.partition("=")
+        key = key.strip()
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            value = raw
+        if key == "data" and isinstance(value, dict):  # --set data={...}: look inside
+            if value.get("use_dynamic_masks", True) is not True or "dynamic_mask_dir" in (value.get("extra") or {}):
+                return text
+            continue
+        if key == "data.use_dynamic_masks" and value is not True:
+            return text
+        if key == "data.extra.dynamic_mask_dir" or (key == "data.extra" and "dynamic_mask_dir" in str(value)):
+            return text
+    return None
 
 
 # ------------------------------------------------------------------------------------------- data
@@ -197,6 +241,97 @@ def training_depths(train_dir: Path, args: argparse.Namespace) -> np.ndarray:
     depths = np.stack([ds[i]["depth_gt"][0].numpy() for i in range(len(ds))]).astype(np.float64)
     depths[depths <= 0] = np.nan
     return depths
+
+
+# ---------------------------------------------------------------------------------- teacher masks
+TEACHER_META = "teacher.json"  # in the teacher folder: what made its masks (a reused --data-dir must match)
+
+
+def teacher_mask_dir(root: Path, args: argparse.Namespace) -> Path:
+    """Where ``--teacher-masks`` writes the teacher's masks of the training sequences (one folder per profile, like
+    the training sequences themselves)."""
+    return root / _profile_folder("teacher_masks", args.train_randomize)
+
+
+def teacher_depth_model(args: argparse.Namespace) -> Path:
+    """The depth net of the teacher's depth test: the ``--init-weights`` checkpoint, else the bundled model."""
+    if args.init_weights:
+        return Path(args.init_weights).resolve()
+    from depth_sfm_ros.runtime.model_dir import DEFAULT_MODEL_DIR
+
+    return Path(DEFAULT_MODEL_DIR).resolve()
+
+
+def write_teacher_masks(train_dir: Path, out: Path, args: argparse.Namespace, rows: list[str]) -> dict[str, Any]:
+    """The motion teacher's mask of every training frame, ``out/<sequence name>/<frame id>.png``, for the sequences
+    the rows' training set holds (built from the first row's config, so the names are the dataset's); frames
+    whose file exists are kept (a reused ``--data-dir``). No label is read. Then, for the record only, the
+    teacher's masks are scored against the renderer's masks of the same frames (pooled IoU / precision / recall).
+    Returns the record for the JSON line."""
+    from depth_sfm_ros.metrics import mask_metrics, mask_scores
+    from depth_sfm_training.config import CONFIG_DIR, load_config
+    from depth_sfm_training.datasets import DynamicMaskFolder
+    from depth_sfm_training.pseudo_masks import TeacherDepth, training_sequences, write_pseudo_masks
+
+    config = load_config(CONFIG_DIR / f"{rows[0]}.yaml", _data_overrides(train_dir, args, args.seed))
+    sequences = training_sequences(config)
+    stride = int(config["data"]["stride"])
+    model = teacher_depth_model(args)
+    meta = {"teacher_depth": str(model), "stride": stride, "image_size": [args.height, args.width],
+            "label_free": True}
+    meta_path = out / TEACHER_META
+    if meta_path.is_file():
+        old = json.loads(meta_path.read_text(encoding="utf-8"))
+        if {k: old.get(k) for k in meta} != meta:
+            raise SystemExit(f"{out} holds teacher masks made with {old}, this run's teacher is {meta}: delete the "
+                             f"folder or use another --data-dir")
+    out.mkdir(parents=True, exist_ok=True)
+    meta_path.write_text(json.dumps(meta) + "\n", encoding="utf-8")
+    folder = DynamicMaskFolder(out)
+    missing = sum(not folder.path(seq, i).is_file() for seq in sequences for i in range(len(seq)))
+    t0 = time.perf_counter()
+    written: dict[str, int] = {}
+    if missing:
+        print(f"teacher masks: {missing} frames to write to {out} (depth test with {model})", file=sys.stderr,
+              flush=True)
+        written = write_pseudo_masks(sequences, out, stride=stride, inv_depth=TeacherDepth(model), resume=True)
+    seconds = time.perf_counter() - t0
+    tp = fp = fn = 0
+    marked = pixels = 0
+    for seq in sequences:  # evaluation only: the renderer's masks never go further than these counts
+        for i in range(len(seq)):
+            mask = folder.load(seq, i)
+            gt = seq.dynamic_mask(i)
+            marked, pixels = marked + int(mask.sum()), pixels + mask.size
+            if gt is not None:
+                counts = mask_metrics(mask, np.asarray(gt) > 0)
+                tp, fp, fn = tp + counts["tp"], fp + counts["fp"], fn + counts["fn"]
+    scores = mask_scores(tp, fp, fn)
+    return {**meta, "dir": str(out), "sequences": {seq.name: len(seq) for seq in sequences},
+            "frames": sum(len(seq) for seq in sequences), "written_now": sum(written.values()),
+            "teacher_s": round(seconds, 1), "marked": marked / pixels if pixels else math.nan,
+            "vs_renderer_gt": {k: scores[k] for k in ("iou", "precision", "recall")}}
+
+
+def check_teacher_training_set(train_set, teacher_dir: Path) -> int:
+    """Raise unless every part of the training set reads its dynamic masks from ``teacher_dir`` and every training
+    frame has its teacher file there (a missing file would be "no mask", never the renderer's, but it is a bug
+    here). Returns the number of frames checked."""
+    from depth_sfm_training.datasets import DynamicMaskFolder
+
+    frames = 0
+    for part in getattr(train_set, "datasets", [train_set]):
+        folder = getattr(part, "dynamic_masks", None)
+        if not isinstance(folder, DynamicMaskFolder) or folder.root.resolve() != teacher_dir.resolve():
+            raise RuntimeError(f"--teacher-masks: the training set reads its dynamic masks from "
+                               f"{getattr(folder, 'root', 'the sequences themselves (renderer GT)')}, not from "
+                               f"{teacher_dir}")
+        for seq in part.sequences:
+            for i in range(len(seq)):
+                if not folder.path(seq, i).is_file():
+                    raise RuntimeError(f"--teacher-masks: no teacher mask {folder.path(seq, i)}")
+                frames += 1
+    return frames
 
 
 # ------------------------------------------------------------------------------------- evaluation
@@ -413,34 +548,92 @@ def _prior_overrides(name: str, args: argparse.Namespace) -> list[str]:
     return [f"depth_prior.checkpoint={args.init_weights}"]
 
 
-def train_row(name: str, train_dir: Path, args: argparse.Namespace, seed: int):
-    """Train one experiment config with training seed ``seed`` (from ``--init-weights`` when given)."""
-    from depth_sfm_training.config import CONFIG_DIR, load_config
-    from depth_sfm_training.trainer import Trainer
-    from depth_sfm_training.validation import mean_window_drop
+def _data_overrides(train_dir: Path, args: argparse.Namespace, seed: int) -> list[str]:
+    """The overrides every row trains with (data, size, steps, seed, then the user's ``--set``), before the
+    teacher's and the prior's."""
+    return [f"model.encoder={args.encoder}", f"model.pose_encoder={args.encoder}",
+            f"data.height={args.height}", f"data.width={args.width}", "data.dataset=synthetic",
+            f"data.path={train_dir}", "data.split=null", "data.val_path=null", "data.extra={}",
+            f"train.max_steps={args.steps}", f"train.batch_size={args.batch_size}",
+            f"train.num_workers={args.num_workers}", f"optim.lr={args.lr}", f"device={args.device}",
+            f"seed={seed}", "log.progress_bar=false", "log.tensorboard=false"] + list(args.set)
 
-    overrides = [f"model.encoder={args.encoder}", f"model.pose_encoder={args.encoder}",
-                 f"data.height={args.height}", f"data.width={args.width}", "data.dataset=synthetic",
-                 f"data.path={train_dir}", "data.split=null", "data.val_path=null", "data.extra={}",
-                 f"train.max_steps={args.steps}", f"train.batch_size={args.batch_size}",
-                 f"train.num_workers={args.num_workers}", f"optim.lr={args.lr}", f"device={args.device}",
-                 f"seed={seed}", "log.progress_bar=false", "log.tensorboard=false"] + list(args.set)
+
+def teacher_overrides(teacher_dir: Path | None) -> list[str]:
+    """``--teacher-masks``: the teacher's folder as every row's dynamic masks (applied after ``--set``, whose
+    contradicting keys parse_args refuses)."""
+    if teacher_dir is None:
+        return []
+    return ["data.use_dynamic_masks=true", f"data.extra.dynamic_mask_dir={teacher_dir}"]
+
+
+def mask_source_of(config: dict, teacher_dir: Path | None = None) -> str:
+    """Where a row's training dynamic masks come from: "teacher", "renderer GT", "folder DIR" (a user's
+    ``--set data.extra.dynamic_mask_dir``) or "none (use_dynamic_masks false)"."""
+    if not config["data"]["use_dynamic_masks"]:
+        return "none (use_dynamic_masks false)"
+    folder = (config["data"]["extra"] or {}).get("dynamic_mask_dir")
+    if folder is None:
+        return "renderer GT"
+    if teacher_dir is not None and Path(folder).resolve() == teacher_dir.resolve():
+        return "teacher"
+    return f"folder {folder}"
+
+
+def row_config(name: str, train_dir: Path, args: argparse.Namespace, seed: int,
+               teacher_dir: Path | None = None) -> dict:
+    """The validated training config of row ``name`` with training seed ``seed``."""
+    from depth_sfm_training.config import CONFIG_DIR, load_config
+
+    overrides = _data_overrides(train_dir, args, seed) + teacher_overrides(teacher_dir)
     if args.init_weights:
         overrides.append(f"model.init_weights={args.init_weights}")
     overrides += _prior_overrides(name, args)
-    config = load_config(CONFIG_DIR / f"{name}.yaml", overrides)
+    return load_config(CONFIG_DIR / f"{name}.yaml", overrides)
+
+
+def train_row(name: str, train_dir: Path, args: argparse.Namespace, seed: int, teacher_dir: Path | None = None):
+    """Train one experiment config with training seed ``seed`` (from ``--init-weights`` when given; with
+    ``teacher_dir`` on the teacher's masks, checked to be what the training set reads)."""
+    from depth_sfm_training.trainer import Trainer
+    from depth_sfm_training.validation import mean_window_drop
+
+    config = row_config(name, train_dir, args, seed, teacher_dir)
     t0 = time.perf_counter()
     trainer = Trainer(config, None)
+    checked = None
+    if teacher_dir is not None:
+        if mask_source_of(trainer.config, teacher_dir) != "teacher":
+            raise RuntimeError(f"--teacher-masks: row {name} would train on {mask_source_of(trainer.config)}")
+        checked = check_teacher_training_set(trainer.train_set, teacher_dir)
     result = trainer.fit()
     seconds = time.perf_counter() - t0
     window = max(1, min(20, len(result.losses) // 4))
     info = {"train_s": round(seconds, 1), "steps": result.step, "steps_per_s": round(result.step / seconds, 3),
             "loss_first": float(np.mean(result.losses[:window])), "loss_last": float(np.mean(result.losses[-window:])),
             "loss_drop": mean_window_drop(result.losses, window) if len(result.losses) >= 2 * window else math.nan,
-            "use_dynamic_masks": bool(config["data"]["use_dynamic_masks"])}
+            "use_dynamic_masks": bool(config["data"]["use_dynamic_masks"]),
+            "mask_source": mask_source_of(trainer.config, teacher_dir)}
+    if checked is not None:
+        info["teacher_mask_frames_checked"] = checked
     if args.init_weights:
         info["init"] = trainer.init_report
     return trainer, info
+
+
+def mask_source_text(mask_source: str | dict[str, str], teacher: dict | None) -> str:
+    """The header's words for where the trained rows' dynamic masks came from."""
+    if isinstance(mask_source, dict):
+        return "per row: " + ", ".join(f"{name} {source}" for name, source in mask_source.items())
+    if mask_source == "teacher" and teacher is not None:
+        gt = teacher["vs_renderer_gt"]
+        return (f"teacher (label-free motion teacher, {teacher['frames']} frames in {teacher['dir']}, depth test "
+                f"with {teacher['teacher_depth']}; vs the renderer's masks of the training frames, for the record: "
+                f"IoU {_fmt(gt['iou'])}, precision {_fmt(gt['precision'])}, recall {_fmt(gt['recall'])}; the "
+                f"renderer's masks never reach training)")
+    if mask_source == "renderer GT":
+        return "renderer GT (the auto-weight rows and the motion net's mask are partly supervised)"
+    return mask_source
 
 
 def _finite(value: Any) -> Any:
@@ -530,12 +723,18 @@ def main(argv: list[str] | None = None) -> int:
             davis_root = davis_subset(davis_root, args.davis_max_frames,
                                       data_root / f"davis_first{args.davis_max_frames}")
         train_dir, test_dir = render_data(data_root, args)
+        teacher_dir = teacher_mask_dir(data_root, args) if args.teacher_masks else None
+        teacher = write_teacher_masks(train_dir, teacher_dir, args, rows) if teacher_dir is not None else None
+        sources = {name: mask_source_of(row_config(name, train_dir, args, args.seed, teacher_dir), teacher_dir)
+                   for name in rows}
+        mask_source = next(iter(sources.values())) if len(set(sources.values())) == 1 else sources
         test_set = test_dataset(test_dir, args)
         results: dict[str, dict[str, Any]] = dict(trivial_baselines(test_set, training_depths(train_dir, args)))
         training: dict[str, dict[str, Any]] = {}
         extra = {"test_randomization": heldout_randomization_record(args),
                  "davis": {"root": str(davis_root) if davis_root is not None else None, "note": davis_note}
-                 if args.davis else None}
+                 if args.davis else None,
+                 "mask_source": mask_source, "teacher_masks": teacher}
         header = (f"train_ablation: {args.steps} steps x batch {args.batch_size} at {args.height}x{args.width}, "
                   f"{args.encoder} encoders, train seeds {args.train_seeds} ({args.train_frames} frames each, "
                   f"randomisation {args.train_randomize}), test seed {args.test_seed} ({len(test_set)} frames, "
@@ -545,6 +744,7 @@ def main(argv: list[str] | None = None) -> int:
                   + (f", every row starting from the weights of {args.init_weights}" if args.init_weights else "")
                   + (f"; trained rows: mean over training seeds {','.join(seed_keys)} ± half the max-min range "
                      f"(every seed in the JSON line)" if len(seed_keys) > 1 else f"; training seed {seed_keys[0]}")
+                  + f"; training dynamic masks: {mask_source_text(mask_source, teacher)}"
                   + f"; mask columns: dynamic_prob > {MASK_THRESHOLD} vs the renderer's dynamic mask, pooled over "
                     f"the held-out frames"
                   + (f"; {davis_note}" if args.davis else "") + f"; machine: {machine}")
@@ -562,7 +762,7 @@ def main(argv: list[str] | None = None) -> int:
             per_seed: dict[str, dict[str, Any]] = {}
             infos: dict[str, dict[str, Any]] = {}
             for seed in args.seeds:
-                trainer, info = train_row(name, train_dir, args, seed)
+                trainer, info = train_row(name, train_dir, args, seed, teacher_dir)
                 scores = evaluate_model(trainer.bundle, trainer.model_config, test_set, trainer.device)
                 if davis_root is not None and trainer.bundle.motion is not None:
                     scores.update(davis_row_scores(trainer.bundle, trainer.model_config, davis_root, trainer.config))

@@ -141,6 +141,53 @@ def test_train_ablation_davis_column_on_the_committed_davis_fixture(tmp_path, ca
     assert payload["davis"]["root"] == str(tmp_path / "data" / "davis_first2")
 
 
+@pytest.mark.slow
+def test_train_ablation_teacher_masks_train_every_row_on_the_teachers_folder(tmp_path, capsys, monkeypatch):
+    """--teacher-masks: the teacher writes one PNG per training frame under the data dir (bundled model as its
+    depth), every row trains with use_dynamic_masks true and that folder as dynamic_mask_dir (checked on the
+    trainer's own config and dataset), the header and the JSON say so; a second run reuses the masks; a --set that
+    contradicts it is refused."""
+    import depth_sfm_training.trainer as trainer_module
+
+    seen = []
+
+    class RecordingTrainer(trainer_module.Trainer):
+        def __init__(self, config, *a, **kw):
+            super().__init__(config, *a, **kw)
+            seen.append((self.config, self.train_set))
+
+    monkeypatch.setattr(trainer_module, "Trainer", RecordingTrainer)
+    bench = _train_ablation()
+    argv = TINY_ABLATION[:TINY_ABLATION.index("--rows")] + ["--rows", "flow3d,auto_weight_less_dynamic"] + \
+        TINY_ABLATION[TINY_ABLATION.index("--rows") + 2:] + ["--teacher-masks", "--data-dir", str(tmp_path / "data")]
+    assert bench.main(argv) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    header, payload = out[0], json.loads(out[-1])
+    teacher_dir = tmp_path / "data" / "teacher_masks"
+    frames = sorted(p.stem for p in (tmp_path / "data" / "train" / "seed3" / "image_2").glob("*.png"))
+    assert len(frames) == 6
+    assert sorted(p.stem for p in (teacher_dir / "seed3").glob("*.png")) == frames  # one mask per training frame
+    assert "training dynamic masks: teacher (label-free motion teacher, 6 frames" in header
+    assert payload["mask_source"] == "teacher" and payload["args"]["teacher_masks"] is True
+    teacher = payload["teacher_masks"]
+    assert teacher["dir"] == str(teacher_dir) and teacher["frames"] == teacher["written_now"] == 6
+    assert teacher["teacher_depth"].endswith("default_model") and teacher["label_free"] is True
+    assert len(seen) == 2  # both rows
+    for config, train_set in seen:
+        assert config["data"]["use_dynamic_masks"] is True
+        assert config["data"]["extra"]["dynamic_mask_dir"] == str(teacher_dir)
+        assert train_set.dynamic_masks.root == teacher_dir
+    for row in ("flow3d", "auto_weight_less_dynamic"):
+        info = payload["training"][row]["per_seed"]["0"]
+        assert info["mask_source"] == "teacher" and info["teacher_mask_frames_checked"] == 6
+    # a reused data dir keeps the masks; a contradicting --set is refused before anything runs
+    assert bench.main(TINY_ABLATION + ["--teacher-masks", "--data-dir", str(tmp_path / "data")]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["teacher_masks"]["written_now"] == 0
+    with pytest.raises(SystemExit):
+        bench.parse_args(TINY_ABLATION + ["--teacher-masks", "--set", "data.use_dynamic_masks=false"])
+    assert "contradicts it" in capsys.readouterr().err
+
+
 def test_depth_tta_probe_scores_every_variant_next_to_the_constant(tmp_path):
     """bench/depth_tta_probe.py on the bundled model, synthetic sequences only (no real root), 2 frames each: one
     row per sequence with the three variants and the constant, and the variants really differ."""
