@@ -176,8 +176,8 @@ def _run(model, feeds):
     return session.run(None, feeds)
 
 
-@pytest.mark.parametrize("name", ["depth.onnx", "pose.onnx"])  # the bundled model has no mask.onnx (yet); the
-def test_fp16_graph_matches_fp32_with_float32_io(name):         # tiny model's mask graph is built in the TRT 11 test
+@pytest.mark.parametrize("name", ["depth.onnx", "pose.onnx", "mask.onnx"])
+def test_fp16_graph_matches_fp32_with_float32_io(name):
     from depth_sfm_ros.runtime.onnx_precision import convert_to_fp16
 
     source = onnx.load(str(DEFAULT_MODEL / name))
