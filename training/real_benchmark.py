@@ -447,10 +447,11 @@ def markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
-# Frames shown by :func:`example_strip`: (sequence folder, clip or None, frame) - held-out ones where there are.
+# Frames shown by :func:`example_strip`: (sequence folder, clip or None, frame) - held-out ones where there are,
+# and one DAVIS clip the mask stage trained on (dog: what the mask does where it has learned).
 EXAMPLE_FRAMES = (("7scenes_redkitchen", None, 340), ("7scenes_redkitchen", None, 380),
-                  ("kitti_odometry_51", None, 45), ("davis_moving_camera", "car-roundabout", 40),
-                  ("davis_moving_camera", "car-shadow", 20))
+                  ("kitti_odometry_51", None, 45), ("davis_moving_camera", "dog", 30),
+                  ("davis_moving_camera", "car-roundabout", 40), ("davis_moving_camera", "car-shadow", 20))
 
 
 def example_strip(model: str, real_root: Path, out_png: Path, backend: str = "onnxruntime",
