@@ -65,3 +65,11 @@ def test_the_moving_dog_of_a_training_clip_is_found(pipeline_factory):
     iou = (mask & truth).sum() / max((mask | truth).sum(), 1)
     assert iou >= 0.5, iou
     assert (mask & ~truth).mean() <= 0.05
+
+
+def test_the_benchmarks_score_the_mask_at_the_nodes_threshold():
+    """bench/real_eval.py (real_benchmark) and the node must threshold the mask alike: the README's numbers are the
+    node's."""
+    from depth_sfm_training.real_benchmark import NODE_MASK_THRESHOLD as BENCH_THRESHOLD
+
+    assert BENCH_THRESHOLD == NODE_MASK_THRESHOLD
