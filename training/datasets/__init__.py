@@ -10,13 +10,19 @@ a split file (a path, or relative to training/splits/, e.g. ``eigen_zhou/train_f
 cityscapes the split name, kitti_odom the sequences (list or "09,10"); other types need None.
 Common keys (all optional except type/data_path): frame_offsets, stride, height, width, crop
 (x0, y0, w, h), augment, flip_prob, jitter, grayscale_prob, seed, boundary ("skip"|"clamp"), mask_dir, load_depth,
-dynamic_mask_dir.
+dynamic_mask_dir, paste_moving.
 ``mask_dir``: per-frame instance-id PNGs ``<mask_dir>/<sequence>/<frame_id>.png`` that replace the sequence's own
 instance masks. ``dynamic_mask_dir``: per-frame binary dynamic-object PNGs in the same layout (single-channel 8/16-bit,
 > 0 = moving; e.g. a label-free motion teacher's or a segmenter's) that replace the sequence's own dynamic masks
 (e.g. a synthetic renderer's ground truth) on every frame; a frame without a file has no mask (the sample's
 ``has_dynamic_mask`` is False, as for a dataset without masks). Training uses dynamic masks only with
 ``data.use_dynamic_masks: true``. Both folders must exist; their paths are taken as given (not under data_path).
+``paste_moving``: ``{prob, max_objects, area_range, speed_px_range, scale_change}`` (defaults 0.5, 3, [0.01, 0.08],
+[2, 12] px per frame offset, 0.05; null = off): label-free moving objects for the dynamic-mask net (issue 13,
+:mod:`.paste`): with probability ``prob`` a training sample that has a dynamic mask gets 1..max_objects patches of
+its own target image pasted at another place, each moving on a random 2-D path of its own through the source
+frames, and its ``dynamic_mask`` gains their shapes on every frame. Only with ``augment: true`` (training set);
+samples without a dynamic mask are left as they are; the draws are seeded by (seed, epoch, index).
 Per type:
     kitti_raw      split_file, depth_source ("velodyne"|"velodyne_eigen"|"annotated"|None; default None: projecting a
                    LiDAR scan per sample costs time training does not need), annotated_root
@@ -48,10 +54,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from .base import DynamicMaskFolder, FrameRange, FrameSequence, MaskFolder, MixtureDataset, SequenceDataset
+from .paste import PasteMovingObjects
 
 SPLITS_DIR = Path(__file__).resolve().parent.parent / "splits"
 COMMON_KEYS = {"frame_offsets", "stride", "height", "width", "crop", "augment", "flip_prob", "jitter",
-               "grayscale_prob", "seed", "boundary", "mask_dir", "dynamic_mask_dir", "load_depth", "frames"}
+               "grayscale_prob", "seed", "boundary", "mask_dir", "dynamic_mask_dir", "load_depth", "frames",
+               "paste_moving"}
 TYPE_KEYS = {
     "kitti_raw": {"split_file", "depth_source", "annotated_root"},
     "kitti_eigen": {"split_file", "annotated_root"},
@@ -229,5 +237,5 @@ def _build_mixture(config: dict) -> MixtureDataset:
     return MixtureDataset(datasets, repeats)
 
 
-__all__ = ["DynamicMaskFolder", "FrameRange", "FrameSequence", "MaskFolder", "MixtureDataset", "SequenceDataset",
-           "build_dataset", "build_sequences", "check_frames"]
+__all__ = ["DynamicMaskFolder", "FrameRange", "FrameSequence", "MaskFolder", "MixtureDataset", "PasteMovingObjects",
+           "SequenceDataset", "build_dataset", "build_sequences", "check_frames"]

@@ -19,7 +19,9 @@ one camera). :class:`SequenceDataset` turns sequences into training samples:
 
 Order of geometric operations: crop (in original pixels) -> resize to (H, W) -> horizontal flip.
 Augmentation is deterministic: sample ``i`` in epoch ``e`` draws from
-``np.random.default_rng([seed, e, i])`` (call :meth:`SequenceDataset.set_epoch`).
+``np.random.default_rng([seed, e, i])`` (call :meth:`SequenceDataset.set_epoch`). With ``paste_moving``
+(:mod:`.paste`), training samples that have a dynamic mask then get independently moving pasted objects, drawn
+from their own stream :func:`.paste.paste_rng`.
 """
 from __future__ import annotations
 
@@ -35,6 +37,7 @@ from depth_sfm_ros.geometry import Intrinsics
 from depth_sfm_ros.geometry.camera_model import Undistorter
 
 from .io import read_png_uint16, read_rgb
+from .paste import PasteMovingObjects, paste_rng
 from .transforms import ColorJitter, flip_transform, resize_depth, resize_image, resize_nearest
 
 LOG = logging.getLogger(__name__)
@@ -187,6 +190,8 @@ class SequenceDataset(Dataset):
             ``dynamic_mask`` on every frame (a frame without a file has no mask: ``has_dynamic_mask`` is False
             for the samples that use it, as for a sequence without masks).
         load_depth: emit ``depth_gt`` when the sequences have depth.
+        paste_moving: options of :class:`.paste.PasteMovingObjects` (a dict; None = off): when augmenting, pastes
+            label-free moving objects into the samples that have a dynamic mask, at the end of ``__getitem__``.
     """
 
     def __init__(self, sequences: Sequence[FrameSequence], frame_offsets: Sequence[int] = (0, -1, 1),
@@ -195,7 +200,7 @@ class SequenceDataset(Dataset):
                  jitter: Sequence[float] | None = (0.2, 0.2, 0.2, 0.1), seed: int = 0,
                  targets: Sequence[tuple[int, int]] | None = None, boundary: str = "skip",
                  mask_dir: str | Path | None = None, load_depth: bool = True, grayscale_prob: float = 0.0,
-                 dynamic_mask_dir: str | Path | None = None) -> None:
+                 dynamic_mask_dir: str | Path | None = None, paste_moving: dict | None = None) -> None:
         if not sequences:
             raise ValueError("no sequences: the dataset is empty (check data_path / split)")
         self.sequences = list(sequences)
@@ -224,6 +229,8 @@ class SequenceDataset(Dataset):
         self.boundary = boundary
         self.masks = MaskFolder(mask_dir) if mask_dir is not None else None
         self.dynamic_masks = DynamicMaskFolder(dynamic_mask_dir) if dynamic_mask_dir is not None else None
+        self.paste = (PasteMovingObjects.from_config(paste_moving, self.frame_offsets) if paste_moving is not None
+                      else None)
         self.load_depth = bool(load_depth)
         self.with_depth = self.load_depth and all(s.has_depth for s in self.sequences)
         self.with_poses = len(self.frame_offsets) > 1 and all(s.has_poses for s in self.sequences)
@@ -344,6 +351,8 @@ class SequenceDataset(Dataset):
             sample["depth_gt"] = torch.from_numpy(depth[None].astype(np.float32))
         if self.with_poses:
             sample["T_src_tgt_gt"] = torch.from_numpy(self._relative_poses(seq, frames, flip))
+        if self.augment and self.paste is not None:
+            sample = self.paste(sample, paste_rng(self.seed, self.epoch, index))
         return sample
 
     @staticmethod
