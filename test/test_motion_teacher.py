@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from test_datasets import write_synthetic_folder
 
+from depth_sfm_ros.geometry import Intrinsics
 from depth_sfm_training.datasets import build_dataset
 from depth_sfm_training.motion_teacher import (PairResidual, TeacherConfig, clean_mask, forward_backward_valid,
                                                motion_mask, pair_residual, standardize)
@@ -24,6 +25,7 @@ from depth_sfm_training.pseudo_masks import (TeacherDepth, sequence_motion_mask,
 
 H, W, F_PX = 240, 320, 300.0
 K = np.array([[F_PX, 0, (W - 1) / 2], [0, F_PX, (H - 1) / 2], [0, 0, 1.0]])
+INTRINSICS = Intrinsics.from_matrix(K, W, H)
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -111,7 +113,7 @@ def test_translating_camera_object_on_its_epipolar_line_needs_the_depth_test():
     sources = [frames[-0.3][0], frames[0.3][0]]
     assert pair_residual(standardize(tgt), standardize(sources[1])).model == "fundamental"
     without = motion_mask(tgt, sources)
-    with_depth = motion_mask(tgt, sources, K=K, inv_depth=inv_depth)
+    with_depth = motion_mask(tgt, sources, intrinsics=INTRINSICS, inv_depth=inv_depth)
     assert iou(without, obj) < 0.2
     assert iou(with_depth, obj) > 0.6
     assert (with_depth & ~obj).mean() < 0.03
@@ -122,7 +124,7 @@ def test_depth_test_tolerates_a_depth_that_is_off_by_a_third():
     frames = {dx: render(dx) for dx in (-0.3, 0.0, 0.3)}
     tgt, inv_depth, _ = frames[0.0]
     wrong = inv_depth * np.where(np.arange(W)[None] < W // 3, 1.3, 0.8).astype(np.float32)
-    mask = motion_mask(tgt, [frames[-0.3][0], frames[0.3][0]], K=K, inv_depth=wrong)
+    mask = motion_mask(tgt, [frames[-0.3][0], frames[0.3][0]], intrinsics=INTRINSICS, inv_depth=wrong)
     assert mask.mean() < 0.02
 
 
@@ -172,10 +174,12 @@ def test_motion_mask_rejects_bad_inputs():
         motion_mask(frame, [])
     with pytest.raises(ValueError, match="differ in size"):
         motion_mask(frame, [frame[:-2]])
-    with pytest.raises(ValueError, match="both K and inv_depth"):
-        motion_mask(frame, [frame], K=K)
+    with pytest.raises(ValueError, match="both intrinsics and inv_depth"):
+        motion_mask(frame, [frame], intrinsics=INTRINSICS)
     with pytest.raises(ValueError, match="finite positive"):
-        motion_mask(frame, [frame], K=K, inv_depth=np.zeros_like(inv_depth))
+        motion_mask(frame, [frame], intrinsics=INTRINSICS, inv_depth=np.zeros_like(inv_depth))
+    with pytest.raises(ValueError, match="intrinsics are for"):
+        motion_mask(frame, [frame], intrinsics=INTRINSICS.scaled(W // 2, H // 2), inv_depth=inv_depth)
     with pytest.raises(ValueError, match="uint8"):
         motion_mask(frame.astype(np.float32), [frame])
 

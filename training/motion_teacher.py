@@ -26,7 +26,8 @@ test's tolerance is wide (the CPU-trained depth is often 2x off), so slow motion
 passes; flow is unreliable on texture-less surfaces (left out by the forward-backward check, so never dynamic).
 
 Conventions: images (H, W, 3) uint8 RGB or (H, W) uint8 grey; flows (H, W, 2) float32 in pixels, ``x_src = x_tgt +
-flow``; masks (H, W) bool, True = moving. Everything here is NumPy / OpenCV; no torch, no ROS.
+flow``; masks (H, W) bool, True = moving; intrinsics are the project's :class:`Intrinsics` (resized with its own
+``scaled``). Everything here is NumPy / OpenCV; no torch, no ROS.
 """
 from __future__ import annotations
 
@@ -35,6 +36,9 @@ from typing import NamedTuple, Sequence
 
 import cv2
 import numpy as np
+
+from depth_sfm_ros.geometry import Intrinsics
+from depth_sfm_ros.geometry.camera import backproject_np
 
 __all__ = ["TeacherConfig", "PairResidual", "standardize", "dense_flow", "forward_backward_valid", "pair_residual",
            "motion_mask", "clean_mask"]
@@ -147,11 +151,12 @@ def _sampson_px(F: np.ndarray, x_tgt: np.ndarray, x_src: np.ndarray) -> np.ndarr
 
 
 def pair_residual(grey_tgt: np.ndarray, grey_src: np.ndarray, config: TeacherConfig = TeacherConfig(),
-                  seed: int = 0, K: np.ndarray | None = None, inv_depth: np.ndarray | None = None) -> PairResidual:
+                  seed: int = 0, intrinsics: Intrinsics | None = None,
+                  inv_depth: np.ndarray | None = None) -> PairResidual:
     """Flow residual of every target pixel under the background motion model to one source frame
     (both (H, W) uint8 grey, already at the working size). Deterministic for a given seed.
 
-    With the intrinsics ``K`` (3, 3) and an inverse depth of the target up to scale ``inv_depth`` (H, W) (both at
+    With the ``intrinsics`` and an inverse depth of the target up to scale ``inv_depth`` (H, W) (both at
     the working size), a translating camera also gets seed 000's depth test: the camera motion (R, t direction)
     from the essential matrix, the depth's scale fitted to the background's parallax, and the residual of every
     pixel's flow against the rigid flow of that scaled depth, with a threshold of ``depth_rel_tolerance`` times
@@ -197,8 +202,8 @@ def pair_residual(grey_tgt: np.ndarray, grey_src: np.ndarray, config: TeacherCon
             model, residual = "fundamental", _sampson_px(F, all_tgt, all_src).reshape(h, w)
         else:
             return PairResidual(nan, np.inf, "none")
-        if K is not None and inv_depth is not None:
-            depth_test = _depth_test(K, inv_depth, x_tgt, x_src, all_tgt, all_src, reliable, config)
+        if intrinsics is not None and inv_depth is not None:
+            depth_test = _depth_test(intrinsics, inv_depth, (ys, xs), x_src, all_src, reliable, config)
     residual = residual.astype(np.float32)
     background = residual[ys, xs]
     median = float(np.median(background))
@@ -210,11 +215,12 @@ def pair_residual(grey_tgt: np.ndarray, grey_src: np.ndarray, config: TeacherCon
                         min_residual_px=config.min_residual_px, textured=local_texture)
 
 
-def _depth_test(K: np.ndarray, inv_depth: np.ndarray, x_tgt: np.ndarray, x_src: np.ndarray,
-                all_tgt: np.ndarray, all_src: np.ndarray, reliable: np.ndarray,
+def _depth_test(intrinsics: Intrinsics, inv_depth: np.ndarray, grid: tuple[np.ndarray, np.ndarray],
+                x_src: np.ndarray, all_src: np.ndarray, reliable: np.ndarray,
                 config: TeacherConfig) -> tuple[np.ndarray, np.ndarray] | None:
     """The translational parallax the depth predicts (px) and the observed / predicted ratio along it (both
-    (H, W)), or None where the camera motion cannot be fitted.
+    (H, W)), or None where the camera motion cannot be fitted. ``grid`` = (rows, cols) of the fit's points,
+    ``x_src`` (N, 2) their source pixels, ``all_src`` (H*W, 2) every pixel's.
 
     The camera motion comes from PnP (RANSAC) on the grid correspondences with the depth's 3-D points, so R, t are
     in the depth's own (unknown) scale. A static point's flow is its rotation-only image point plus a parallax
@@ -223,12 +229,12 @@ def _depth_test(K: np.ndarray, inv_depth: np.ndarray, x_tgt: np.ndarray, x_src: 
     almost none), which the epipolar test cannot see.
     """
     h, w = inv_depth.shape
-    if inv_depth.shape != reliable.shape or K.shape != (3, 3):
-        raise ValueError(f"inv_depth {inv_depth.shape} must be the working size {reliable.shape}, K 3x3")
-    K_inv = np.linalg.inv(K)
-    homog = lambda x: np.concatenate([x, np.ones((len(x), 1))], 1)  # noqa: E731
-    depth_grid = 1.0 / np.maximum(inv_depth[x_tgt[:, 1].astype(int), x_tgt[:, 0].astype(int)], 1e-6)
-    points = (homog(x_tgt) @ K_inv.T) * depth_grid[:, None]
+    if inv_depth.shape != reliable.shape or intrinsics.size != (w, h):
+        raise ValueError(f"inv_depth {inv_depth.shape} and intrinsics {intrinsics.size} must be the working size "
+                         f"{reliable.shape}")
+    K = intrinsics.K.astype(np.float64)
+    points_all = backproject_np(1.0 / np.maximum(inv_depth, 1e-6), intrinsics).astype(np.float64)  # (H, W, 3)
+    points = points_all[grid]
     ok, rvec, tvec, inliers = cv2.solvePnPRansac(points, x_src, K, None, iterationsCount=300,
                                                  reprojectionError=2.0 * config.ransac_px, confidence=0.999,
                                                  flags=cv2.SOLVEPNP_EPNP)
@@ -236,9 +242,7 @@ def _depth_test(K: np.ndarray, inv_depth: np.ndarray, x_tgt: np.ndarray, x_src: 
         return None
     idx = inliers.ravel()
     rvec, tvec = cv2.solvePnPRefineLM(points[idx], x_src[idx], K, None, rvec, tvec)
-    R = cv2.Rodrigues(rvec)[0]
-    depth = 1.0 / np.maximum(inv_depth.reshape(-1).astype(np.float64), 1e-6)
-    rotated = (homog(all_tgt) @ K_inv.T * depth[:, None]) @ R.T       # (N, 3) target points, source orientation
+    rotated = points_all.reshape(-1, 3) @ cv2.Rodrigues(rvec)[0].T   # (H*W, 3) target points, source orientation
     project = lambda X: (X @ K.T)[:, :2] / np.maximum((X @ K.T)[:, 2:], 1e-9)  # noqa: E731
     static = project(rotated)                                          # where a point at infinity would go
     step = project(rotated + tvec.reshape(1, 3)) - static
@@ -273,17 +277,18 @@ def clean_mask(mask: np.ndarray, min_area_frac: float, gradient: np.ndarray | No
 
 
 def motion_mask(target: np.ndarray, sources: Sequence[np.ndarray], config: TeacherConfig = TeacherConfig(),
-                seed: int = 0, K: np.ndarray | None = None, inv_depth: np.ndarray | None = None) -> np.ndarray:
+                seed: int = 0, intrinsics: Intrinsics | None = None,
+                inv_depth: np.ndarray | None = None) -> np.ndarray:
     """(H, W) bool moving-object mask of ``target`` at its own size, from one or more source frames of the same
     camera (each (H, W, 3) RGB or (H, W) grey uint8, the target's size). A pixel is moving when it is dynamic
     (:attr:`PairResidual.dynamic`) in every source where its flow is reliable (and in at least one).
 
-    ``K`` (3, 3) intrinsics at the target's size and ``inv_depth`` (h, w) the target's inverse depth up to scale
-    (any size: resized here; e.g. 1 / a depth net's depth) switch on the depth test for moving cameras."""
+    ``intrinsics`` of the target's image and ``inv_depth`` (h, w) the target's inverse depth up to scale (any
+    size: resized here; e.g. 1 / a depth net's depth) switch on the depth test for moving cameras."""
     if not sources:
         raise ValueError("motion_mask needs at least one source frame")
-    if (K is None) != (inv_depth is None):
-        raise ValueError("give both K and inv_depth for the depth test, or neither")
+    if (intrinsics is None) != (inv_depth is None):
+        raise ValueError("give both intrinsics and inv_depth for the depth test, or neither")
     h, w = target.shape[:2]
     scale = min(1.0, config.work_width / w)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
@@ -297,16 +302,19 @@ def motion_mask(target: np.ndarray, sources: Sequence[np.ndarray], config: Teach
         return standardize(grey) if config.normalize else grey
 
     grey_tgt = prepare(target)
-    K_work = inv_work = None
-    if K is not None and inv_depth is not None:
-        K_work = np.diag([scale, scale, 1.0]) @ np.asarray(K, np.float64)
+    intrinsics_work = inv_work = None
+    if intrinsics is not None and inv_depth is not None:
+        if intrinsics.size != (w, h):
+            raise ValueError(f"intrinsics are for {intrinsics.size}, the images are {(w, h)}")
+        intrinsics_work = intrinsics.scaled(*size)
         if inv_depth.ndim != 2 or not np.all(np.isfinite(inv_depth)) or np.any(inv_depth <= 0):
             raise ValueError(f"inv_depth must be a finite positive (h, w) array, got shape {inv_depth.shape}")
         inv_work = cv2.resize(inv_depth.astype(np.float32), size, interpolation=cv2.INTER_LINEAR)
     votes = np.zeros(grey_tgt.shape, np.int32)
     seen = np.zeros(grey_tgt.shape, np.int32)
     for k, source in enumerate(sources):
-        pair = pair_residual(grey_tgt, prepare(source), config, seed=seed + k, K=K_work, inv_depth=inv_work)
+        pair = pair_residual(grey_tgt, prepare(source), config, seed=seed + k, intrinsics=intrinsics_work,
+                             inv_depth=inv_work)
         if pair.model == "none":
             continue
         seen += pair.reliable

@@ -84,7 +84,7 @@ def sequence_motion_mask(sequence, i: int, stride: int = 1,
     sources = [sequence.image_rgb(j) for j in neighbours]
     extra = {}
     if inv_depth is not None:
-        extra = {"K": sequence.intrinsics(i).K, "inv_depth": inv_depth(target)}
+        extra = {"intrinsics": sequence.intrinsics(i), "inv_depth": inv_depth(target)}
     return motion_mask(target, sources, config, seed=i, **extra)
 
 
