@@ -92,7 +92,7 @@ class StudentMask:
         import torch
 
         cur = seq.image_rgb(i)
-        prev = seq.image_rgb(max(i - stride, 0) if i >= stride else min(i + stride, len(seq) - 1))
+        prev = seq.image_rgb(i - stride if i >= stride else min(i + stride, len(seq) - 1))  # the start: look ahead
         tensor = [torch.from_numpy(cv2.resize(im, self.size, interpolation=cv2.INTER_AREA)).permute(2, 0, 1)[None]
                   .float() / 255.0 for im in (prev, cur)]
         with torch.no_grad():

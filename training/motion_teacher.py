@@ -59,7 +59,6 @@ class TeacherConfig:
     min_residual_px: float = 1.5       # residual threshold floor
     residual_mad_factor: float = 6.0   # ... and this many background MADs
     min_area_frac: float = 0.002       # components smaller than this share of the image are dropped
-    texture_window: int = 0            # > 0: a dynamic vote needs a mean gradient >= min_gradient / 2 in this window
     min_component_gradient: float = 4.0  # moving regions whose mean grey gradient is lower are dropped (flat walls)
     normalize: bool = True             # standardise each grey image (exposure / flicker changes) before the flow
     parallax_ratio_low: float = 0.5    # depth test: observed / predicted parallax of a static point is at least
@@ -72,8 +71,6 @@ class TeacherConfig:
             value = getattr(self, name)
             if not np.isfinite(value) or value < 0:
                 raise ValueError(f"TeacherConfig.{name} must be a finite number >= 0, got {value!r}")
-        if self.texture_window < 0 or (self.texture_window and self.texture_window % 2 == 0):
-            raise ValueError(f"TeacherConfig.texture_window must be 0 (off) or odd, got {self.texture_window}")
         if self.work_width < 64 or self.grid_step < 1:
             raise ValueError(f"TeacherConfig.work_width must be >= 64 and grid_step >= 1, got "
                              f"{self.work_width}, {self.grid_step}")
@@ -89,7 +86,6 @@ class PairResidual(NamedTuple):
     parallax_ratio: np.ndarray | None = None   # (H, W) float32 observed / predicted parallax, NaN where unreliable
     ratio_range: tuple[float, float] = (0.0, np.inf)   # a static point's ratio lies inside
     min_residual_px: float = 0.0
-    textured: np.ndarray | None = None         # (H, W) bool enough local texture to trust a dynamic vote
 
     @property
     def reliable(self) -> np.ndarray:
@@ -104,8 +100,6 @@ class PairResidual(NamedTuple):
             low, high = self.ratio_range
             off_px = np.abs(ratio - 1.0) * self.parallax_px
             moving |= ((ratio < low) | (ratio > high)) & (off_px > self.min_residual_px)
-        if self.textured is not None:
-            moving &= self.textured
         return moving & self.reliable
 
 
@@ -174,8 +168,6 @@ def pair_residual(grey_tgt: np.ndarray, grey_src: np.ndarray, config: TeacherCon
 
     gradient = grey_gradient(grey_tgt)
     textured = gradient >= config.min_gradient
-    window = config.texture_window
-    local_texture = (cv2.blur(gradient, (window, window)) >= 0.5 * config.min_gradient) if window else None
     grid = np.zeros((h, w), bool)
     grid[config.grid_step // 2::config.grid_step, config.grid_step // 2::config.grid_step] = True
     ys, xs = np.nonzero(grid & reliable & textured)
@@ -212,7 +204,7 @@ def pair_residual(grey_tgt: np.ndarray, grey_src: np.ndarray, config: TeacherCon
     return PairResidual(np.where(reliable, residual, np.nan).astype(np.float32), threshold, model,
                         *(depth_test if depth_test is not None else (None, None)),
                         ratio_range=(config.parallax_ratio_low, config.parallax_ratio_high),
-                        min_residual_px=config.min_residual_px, textured=local_texture)
+                        min_residual_px=config.min_residual_px)
 
 
 def _depth_test(intrinsics: Intrinsics, inv_depth: np.ndarray, grid: tuple[np.ndarray, np.ndarray],
