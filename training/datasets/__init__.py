@@ -10,7 +10,7 @@ a split file (a path, or relative to training/splits/, e.g. ``eigen_zhou/train_f
 cityscapes the split name, kitti_odom the sequences (list or "09,10"); other types need None.
 Common keys (all optional except type/data_path): frame_offsets, stride, height, width, crop
 (x0, y0, w, h), augment, flip_prob, jitter, grayscale_prob, seed, boundary ("skip"|"clamp"), mask_dir, load_depth,
-dynamic_mask_dir, paste_moving.
+dynamic_mask_dir, paste_moving, static_pairs.
 ``mask_dir``: per-frame instance-id PNGs ``<mask_dir>/<sequence>/<frame_id>.png`` that replace the sequence's own
 instance masks. ``dynamic_mask_dir``: per-frame binary dynamic-object PNGs in the same layout (single-channel 8/16-bit,
 > 0 = moving; e.g. a label-free motion teacher's or a segmenter's) that replace the sequence's own dynamic masks
@@ -23,6 +23,10 @@ instance masks. ``dynamic_mask_dir``: per-frame binary dynamic-object PNGs in th
 its own target image pasted at another place, each moving on a random 2-D path of its own through the source
 frames, and its ``dynamic_mask`` gains their shapes on every frame. Only with ``augment: true`` (training set);
 samples without a dynamic mask are left as they are; the draws are seeded by (seed, epoch, index).
+``static_pairs``: ``{prob, max_rotation_deg, still_fraction, noise_std}`` (defaults 0.2, 2.0, 0.3, 0.02; null =
+off): samples in which nothing moves, known without a label (:mod:`.static_pairs`): with probability ``prob`` a
+training sample's sources become its own target seen through a small pure camera rotation (or none), its
+``dynamic_mask`` all zero; so the mask net must compare the frames, not recognise objects. Training only.
 Per type:
     kitti_raw      split_file, depth_source ("velodyne"|"velodyne_eigen"|"annotated"|None; default None: projecting a
                    LiDAR scan per sample costs time training does not need), annotated_root
@@ -59,7 +63,7 @@ from .paste import PasteMovingObjects
 SPLITS_DIR = Path(__file__).resolve().parent.parent / "splits"
 COMMON_KEYS = {"frame_offsets", "stride", "height", "width", "crop", "augment", "flip_prob", "jitter",
                "grayscale_prob", "seed", "boundary", "mask_dir", "dynamic_mask_dir", "load_depth", "frames",
-               "paste_moving"}
+               "paste_moving", "static_pairs"}
 TYPE_KEYS = {
     "kitti_raw": {"split_file", "depth_source", "annotated_root"},
     "kitti_eigen": {"split_file", "annotated_root"},

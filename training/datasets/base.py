@@ -21,7 +21,9 @@ Order of geometric operations: crop (in original pixels) -> resize to (H, W) -> 
 Augmentation is deterministic: sample ``i`` in epoch ``e`` draws from
 ``np.random.default_rng([seed, e, i])`` (call :meth:`SequenceDataset.set_epoch`). With ``paste_moving``
 (:mod:`.paste`), training samples that have a dynamic mask then get independently moving pasted objects, drawn
-from their own stream :func:`.paste.paste_rng`.
+from their own stream :func:`.paste.paste_rng`; with ``static_pairs`` (:mod:`.static_pairs`), before that, some
+become samples in which nothing moves (sources = the target seen through a rotated camera, mask all zero), drawn
+from :func:`.static_pairs.static_pair_rng`.
 """
 from __future__ import annotations
 
@@ -38,6 +40,7 @@ from depth_sfm_ros.geometry.camera_model import Undistorter
 
 from .io import read_png_uint16, read_rgb
 from .paste import PasteMovingObjects, paste_rng
+from .static_pairs import StaticPairs, static_pair_rng
 from .transforms import ColorJitter, flip_transform, resize_depth, resize_image, resize_nearest
 
 LOG = logging.getLogger(__name__)
@@ -192,6 +195,8 @@ class SequenceDataset(Dataset):
         load_depth: emit ``depth_gt`` when the sequences have depth.
         paste_moving: options of :class:`.paste.PasteMovingObjects` (a dict; None = off): when augmenting, pastes
             label-free moving objects into the samples that have a dynamic mask, at the end of ``__getitem__``.
+        static_pairs: options of :class:`.static_pairs.StaticPairs` (a dict; None = off): when augmenting, turns
+            some samples into static ones (nothing moves; dynamic mask zero), before pasting.
     """
 
     def __init__(self, sequences: Sequence[FrameSequence], frame_offsets: Sequence[int] = (0, -1, 1),
@@ -200,7 +205,8 @@ class SequenceDataset(Dataset):
                  jitter: Sequence[float] | None = (0.2, 0.2, 0.2, 0.1), seed: int = 0,
                  targets: Sequence[tuple[int, int]] | None = None, boundary: str = "skip",
                  mask_dir: str | Path | None = None, load_depth: bool = True, grayscale_prob: float = 0.0,
-                 dynamic_mask_dir: str | Path | None = None, paste_moving: dict | None = None) -> None:
+                 dynamic_mask_dir: str | Path | None = None, paste_moving: dict | None = None,
+                 static_pairs: dict | None = None) -> None:
         if not sequences:
             raise ValueError("no sequences: the dataset is empty (check data_path / split)")
         self.sequences = list(sequences)
@@ -231,6 +237,8 @@ class SequenceDataset(Dataset):
         self.dynamic_masks = DynamicMaskFolder(dynamic_mask_dir) if dynamic_mask_dir is not None else None
         self.paste = (PasteMovingObjects.from_config(paste_moving, self.frame_offsets) if paste_moving is not None
                       else None)
+        self.static_pairs = (StaticPairs.from_config(static_pairs, self.frame_offsets) if static_pairs is not None
+                             else None)
         self.load_depth = bool(load_depth)
         self.with_depth = self.load_depth and all(s.has_depth for s in self.sequences)
         self.with_poses = len(self.frame_offsets) > 1 and all(s.has_poses for s in self.sequences)
@@ -351,6 +359,10 @@ class SequenceDataset(Dataset):
             sample["depth_gt"] = torch.from_numpy(depth[None].astype(np.float32))
         if self.with_poses:
             sample["T_src_tgt_gt"] = torch.from_numpy(self._relative_poses(seq, frames, flip))
+        if self.augment and self.static_pairs is not None:
+            static = self.static_pairs(sample, static_pair_rng(self.seed, self.epoch, index))
+            if static is not sample:
+                return static
         if self.augment and self.paste is not None:
             sample = self.paste(sample, paste_rng(self.seed, self.epoch, index))
         return sample
