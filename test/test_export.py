@@ -356,3 +356,20 @@ def test_calibration_images_from_bag(tmp_path):
     assert np.allclose(frames[:, [0, 2]], 0.0)
     with pytest.raises(ValueError, match="not an image topic"):
         load_calibration_images(bag, 32, 64, topic="/gt/odom")
+
+
+def test_export_of_a_lite_small_motion_encoder_and_its_weights_file(tmp_path):
+    # the mask net with a pose-sized encoder (model.motion_encoder_init: pose) exports and reloads like the default
+    from depth_sfm_ros.models.weights_file import load_bundle_weights, weights_path_of
+
+    cfg = {**LITE, "pose_encoder": "lite_small", "motion_encoder": "lite_small"}
+    torch.manual_seed(1)
+    bundle = build_models(cfg).eval()
+    result = export_bundle(bundle, cfg, tmp_path, intrinsics_normalized=K_NORM, train_config={})
+    prev, cur = _frames(3)
+    prob = ort.InferenceSession(str(tmp_path / "mask.onnx")).run(None, {"image_prev": prev, "image_cur": cur})[0]
+    with torch.no_grad():
+        assert _rel_close(prob, bundle.motion(torch.from_numpy(prev), torch.from_numpy(cur))[1].numpy())
+    state, saved = load_bundle_weights(weights_path_of(tmp_path))  # export writes the weights by default
+    assert saved["motion_encoder"] == "lite_small" and "mask.onnx" in result.onnx_files
+    build_models(saved).motion.load_state_dict({k: v.float() for k, v in state["motion"].items()})

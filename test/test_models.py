@@ -225,7 +225,19 @@ def test_parameter_counts():
           f"motion {count_parameters(MotionNet()) / 1e6:.2f}M, obj_pose {count_parameters(ObjPoseNet()) / 1e6:.2f}M")
     assert 2.0e6 <= lite <= 4.0e6  # Lite-Mono class
     assert 14.0e6 <= r18 <= 15.0e6  # monodepth2 ResNet-18 depth net: 14.3M
-    assert count_parameters(MotionNet()) < 1.0e6
+    assert count_parameters(MotionNet()) < 0.5e6 < count_parameters(MotionNet("lite_small")) < 1.0e6
+
+
+def test_motion_net_encoders_and_the_bundle_key():
+    small = MotionNet("lite_small")  # the encoder of a lite_small PoseNet: same parameter names and shapes
+    pose = PoseNet("lite_small").encoder.state_dict()
+    assert {k: v.shape for k, v in small.encoder.state_dict().items()} == {k: v.shape for k, v in pose.items()}
+    with pytest.raises(ValueError, match="MotionNet encoder"):
+        MotionNet("resnet18")
+    assert validate_model_config({})["motion_encoder"] == "lite_motion"
+    assert build_models({"motion_encoder": "lite_small", "height": 64, "width": 64}).motion.encoder_name == "lite_small"
+    with pytest.raises(ValueError, match="motion_encoder"):
+        validate_model_config({"motion_encoder": "big"})
 
 
 # ------------------------------------------------------------------------------------------ pose / motion

@@ -412,3 +412,22 @@ def test_freeze_refuses_unknown_or_absent_nets(synth_root):
         Trainer(_config(synth_root, "baseline_monodepth2", "train.max_steps=1", "train.freeze=[motion]"), None)
     with pytest.raises(ValueError, match="leaves no network"):
         Trainer(_config(synth_root, "baseline_monodepth2", "train.max_steps=1", "train.freeze=[depth, pose]"), None)
+
+
+def test_motion_encoder_init_pose_copies_the_trained_pose_encoder(synth_root):
+    # issue 13: the mask net starts from the pose net's two-frame motion features instead of random weights
+    same = ("model.pose_encoder=lite_small", "model.extra={motion_encoder: lite_small}")
+    started = Trainer(_config(synth_root, "flow3d", "train.max_steps=1", *same, "model.motion_encoder_init=pose"), None)
+    pose, motion = _params(started.bundle.pose.encoder), _params(started.bundle.motion.encoder)
+    assert set(pose) == set(motion) and all(torch.equal(pose[k], motion[k]) for k in pose)
+    assert started.init_report["motion.encoder"] == "from the pose encoder"
+    fresh = Trainer(_config(synth_root, "flow3d", "train.max_steps=1", *same), None)  # the default: its own weights
+    pose, motion = _params(fresh.bundle.pose.encoder), _params(fresh.bundle.motion.encoder)
+    assert not all(torch.equal(pose[k], motion[k]) for k in pose)
+    with pytest.raises(ValueError, match="motion_encoder"):  # the default motion encoder differs from the pose one
+        Trainer(_config(synth_root, "flow3d", "train.max_steps=1", "model.pose_encoder=lite_small",
+                        "model.motion_encoder_init=pose"), None)
+    with pytest.raises(ValueError, match="motion_encoder_init"):
+        _config(synth_root, "flow3d", "model.motion_encoder_init=pretrained")
+    with pytest.raises(ValueError, match="use_motion_net"):
+        _config(synth_root, "baseline_monodepth2", "model.motion_encoder_init=pose")

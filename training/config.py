@@ -221,6 +221,10 @@ def validate(config: dict[str, Any]) -> dict[str, Any]:
     _require(isinstance(freeze, list) and all(name in FREEZABLE_NETS for name in freeze)
              and len(set(freeze)) == len(freeze), "train.freeze",
              f"must be a list of distinct network names from {list(FREEZABLE_NETS)}, got {freeze!r}")
+    _require(config["model"]["motion_encoder_init"] in ("fresh", "pose"), "model.motion_encoder_init",
+             f"must be fresh or pose, got {config['model']['motion_encoder_init']!r}")
+    _require(config["model"]["motion_encoder_init"] == "fresh" or config["model"]["use_motion_net"],
+             "model.motion_encoder_init", "pose needs model.use_motion_net: true")
     init = config["model"]["init_weights"]
     _require(init is None or (isinstance(init, str) and init.strip() != ""), "model.init_weights",
              f"must be null or a checkpoint path, got {init!r}")

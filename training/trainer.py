@@ -229,6 +229,8 @@ class Trainer:
         self.init_report: dict[str, str] = {}
         if self.config["model"]["init_weights"] and not self._resuming:  # a resume brings its own weights
             self.init_report = load_init_weights(self.bundle, self.model_config, Path(self.config["model"]["init_weights"]))
+        if self.config["model"]["motion_encoder_init"] == "pose" and not self._resuming:
+            self.init_report["motion.encoder"] = init_motion_encoder_from_pose(self.bundle)
         losses = self.config["losses"]
         self.loss_config = build_loss_config(self.config)
         # run the motion net only when a loss consumes it; freeze it when no loss trains it (auto-weight only
@@ -625,6 +627,25 @@ def load_init_weights(bundle: nn.Module, model_config: dict[str, Any], path: Pat
     log.info("init weights from %s (step %d): %s", path, int(ckpt["step"]),
              ", ".join(f"{k} {v}" for k, v in sorted(report.items())))
     return report
+
+
+def init_motion_encoder_from_pose(bundle: nn.Module) -> str:
+    """Copy the pose net's encoder weights into the motion net's encoder (``model.motion_encoder_init: pose``).
+
+    Both take the current and the previous image stacked on the channel axis in that order, normalised alike, so
+    a trained pose encoder's two-frame motion features are a start for the mask / 3-D flow net (which otherwise
+    learns them from the few clips with moving objects). Raises ValueError when the encoders differ in shape.
+    """
+    if bundle.motion is None:
+        raise ValueError("model.motion_encoder_init: pose needs a motion net (model.use_motion_net: true)")
+    source, target = bundle.pose.encoder.state_dict(), bundle.motion.encoder.state_dict()
+    if set(source) != set(target) or any(source[k].shape != target[k].shape for k in source):
+        raise ValueError(f"model.motion_encoder_init: pose needs the motion net's encoder to be the pose net's "
+                         f"({bundle.pose.encoder_name!r}): set model.extra.motion_encoder to it (motion net has "
+                         f"{bundle.motion.encoder_name!r})")
+    bundle.motion.encoder.load_state_dict(source)
+    log.info("motion net encoder initialised from the pose net's (%s)", bundle.pose.encoder_name)
+    return "from the pose encoder"
 
 
 def _normalized_intrinsics(dataset) -> list[float] | None:

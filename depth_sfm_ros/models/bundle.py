@@ -13,6 +13,8 @@ max_depth          100.0       (> min_depth)
 height             192         training / export input size (pixels, multiples of 32, >= 64)
 width              640
 use_motion_net     True        build MotionNet (residual 3D motion + dynamic mask; mask.onnx)
+motion_encoder     "lite_motion"  MotionNet encoder: "lite_motion" (~0.3M in all) | "lite_small" (~0.8M, the
+                               encoder of a "lite_small" PoseNet: it can start from a trained pose encoder)
 use_obj_pose       False       build ObjPoseNet (seed 001 per-instance object motion, training only)
 weights_path       None        torchvision ImageNet state_dict for the depth encoder (ResNets only)
 pose_weights_path  None        same for the pose encoder (ResNet-18 only)
@@ -34,7 +36,7 @@ import torch.nn as nn
 
 from .depth_net import DepthNet
 from .encoders import ENCODER_NAMES
-from .motion_net import MotionNet
+from .motion_net import MOTION_ENCODERS, MotionNet
 from .pose_net import POSE_ENCODERS, ObjPoseNet, PoseNet
 
 __all__ = ["DEFAULT_MODEL_CONFIG", "ModelBundle", "build_models", "validate_model_config", "count_parameters"]
@@ -48,6 +50,7 @@ DEFAULT_MODEL_CONFIG: dict[str, Any] = {
     "height": 192,
     "width": 640,
     "use_motion_net": True,
+    "motion_encoder": "lite_motion",
     "use_obj_pose": False,
     "weights_path": None,
     "pose_weights_path": None,
@@ -82,6 +85,9 @@ def validate_model_config(model_config: Mapping[str, Any] | None = None) -> dict
     if cfg["pose_encoder"] not in POSE_ENCODERS:
         raise ValueError(f"model_config['pose_encoder'] must be one of {list(POSE_ENCODERS)}, "
                          f"got {cfg['pose_encoder']!r}")
+    if cfg["motion_encoder"] not in MOTION_ENCODERS:
+        raise ValueError(f"model_config['motion_encoder'] must be one of {list(MOTION_ENCODERS)}, "
+                         f"got {cfg['motion_encoder']!r}")
     cfg["num_scales"] = _int_in("num_scales", cfg["num_scales"], 1, 4)
     cfg["min_depth"] = _positive_float("min_depth", cfg["min_depth"])
     cfg["max_depth"] = _positive_float("max_depth", cfg["max_depth"])
@@ -139,6 +145,6 @@ def build_models(model_config: Mapping[str, Any] | None = None) -> ModelBundle:
                      max_depth=cfg["max_depth"], weights_path=cfg["weights_path"],
                      flip_average=cfg["depth_flip_average"])
     pose = PoseNet(cfg["pose_encoder"], num_input_frames=2, weights_path=cfg["pose_weights_path"])
-    motion = MotionNet() if cfg["use_motion_net"] else None
+    motion = MotionNet(cfg["motion_encoder"]) if cfg["use_motion_net"] else None
     obj_pose = ObjPoseNet() if cfg["use_obj_pose"] else None
     return ModelBundle(depth, pose, motion, obj_pose)

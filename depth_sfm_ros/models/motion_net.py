@@ -17,7 +17,10 @@ forward(image_prev (B, 3, H, W), image_cur (B, 3, H, W)) -> (motion_field, dynam
   (``|motion_field| > threshold``, a label-free target; see ``depth_sfm_training.losses.flow3d``), so that the
   node gets the mask from the two images alone.
 
-A light encoder (depthwise dilated stages, ~0.3M parameters in total) keeps it real-time.
+A light encoder keeps it real-time: ``encoder="lite_motion"`` (the default; depthwise dilated stages, ~0.3M
+parameters in total) or ``"lite_small"`` (~0.8M; the same encoder as a ``lite_small`` PoseNet, so that a trainer
+can start it from a trained pose encoder, which has learned two-frame motion features from all the training
+video: ``model.motion_encoder_init: pose`` in the training config).
 """
 from __future__ import annotations
 
@@ -25,21 +28,30 @@ import torch
 import torch.nn as nn
 
 from .depth_net import DepthDecoder
-from .encoders import LiteEncoder
+from .encoders import LITE_ENCODERS, LiteEncoder
 from .layers import ImageNormalize, check_divisible, check_image
 
-__all__ = ["MotionNet", "MOTION_SCALE"]
+__all__ = ["MotionNet", "MOTION_SCALE", "MOTION_ENCODERS"]
 
 MOTION_SCALE = 0.1  # motion_field per unit of the raw head output, as a fraction of depth
 MASK_BIAS_INIT = -3.0
+# encoder name -> (channels of the five maps, dilated blocks of stages 2-5) of its LiteEncoder
+MOTION_ENCODERS = {
+    "lite_motion": ((16, 24, 40, 64, 96), (1, 1, 2, 1)),
+    "lite_small": LITE_ENCODERS["lite_small"],
+}
 
 
 class MotionNet(nn.Module):
     """Two-frame motion / dynamic-mask network (see the module docstring for the outputs)."""
 
-    def __init__(self, channels: tuple[int, ...] = (16, 24, 40, 64, 96), blocks: tuple[int, ...] = (1, 1, 2, 1),
+    def __init__(self, encoder: str = "lite_motion",
                  decoder_channels: tuple[int, ...] = (16, 16, 24, 32, 48)) -> None:
         super().__init__()
+        if encoder not in MOTION_ENCODERS:
+            raise ValueError(f"MotionNet encoder must be one of {list(MOTION_ENCODERS)}, got {encoder!r}")
+        channels, blocks = MOTION_ENCODERS[encoder]
+        self.encoder_name = encoder
         self.normalize = ImageNormalize(2)
         self.encoder = LiteEncoder(num_input_images=2, channels=channels, blocks=blocks)
         self.decoder = DepthDecoder(self.encoder.num_ch_enc, decoder_channels, num_scales=1, out_channels=4,
