@@ -259,3 +259,19 @@ def test_auto_threads_leaves_busy_cores_alone():
     assert adapt_mod.auto_threads(cpus=2, load=0.3) == 2
     assert adapt_mod.auto_threads(cpus=16, load=2.4) == 14
     assert adapt_mod.auto_threads(cpus=8, load=0.0) == 8
+
+
+def test_the_adapt_config_keeps_the_start_model_architecture(tmp_path):
+    # a start model whose mask net has the pose-sized encoder must be rebuilt with it (init_weights loads strictly)
+    from depth_sfm_ros.models import validate_model_config
+    from depth_sfm_training.adapt import AdaptOptions, build_adapt_config
+    from depth_sfm_training.trainer import model_config_from
+
+    start = validate_model_config({"encoder": "lite", "pose_encoder": "lite_small", "motion_encoder": "lite_small",
+                                   "height": 128, "width": 192})
+    components = [{"type": "synthetic", "path": str(tmp_path)}]
+    config = build_adapt_config(AdaptOptions(recording="r.mcap", out=str(tmp_path / "out")), tmp_path, start,
+                                components, max_steps=3)
+    rebuilt = validate_model_config(model_config_from(config))
+    for key in ("encoder", "pose_encoder", "motion_encoder", "height", "width", "use_motion_net"):
+        assert rebuilt[key] == start[key], key

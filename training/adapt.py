@@ -512,6 +512,7 @@ def build_adapt_config(options: AdaptOptions, model_dir: Path, model_config: dic
                 "depth_flip_average"):  # the adapted model infers like the start model
         model[key] = model_config[key]
     model.update(weights_path=None, pose_weights_path=None, init_weights=str(model_dir.resolve()))
+    model["extra"] = {**model["extra"], "motion_encoder": model_config["motion_encoder"]}  # the mask net's shape
     data = config["data"]
     data.update(dataset="mixture", path=components[0]["path"], split=None, val_path=None, val_dataset=None,
                 height=model_config["height"], width=model_config["width"], stride=int(options.stride),
