@@ -293,7 +293,7 @@ def adaptation_scores(model: str, backend: str, threads: int, sequence, start: i
 
 # The node's default dynamic-probability threshold (config/depth_sfm.yaml ``mask_threshold``), so that the mask
 # numbers are the ones a user of the node sees.
-NODE_MASK_THRESHOLD = 0.4
+NODE_MASK_THRESHOLD = 0.5
 
 
 def _pipeline(model: str, backend: str, threads: int, camera_height_m: float | None) -> Pipeline:
