@@ -49,6 +49,8 @@ import cv2
 import numpy as np
 import torch
 
+from .transforms import augmentation_options
+
 __all__ = ["MovingObject", "PasteMovingObjects", "draw_shape", "footprint", "paste_objects", "paste_rng"]
 
 PASTE_STREAM = 0x70617374  # "past": the fourth seed word of the paste draws, apart from the dataset's own stream
@@ -213,12 +215,7 @@ class PasteMovingObjects:
     @classmethod
     def from_config(cls, config: Any, frame_offsets: Sequence[int]) -> "PasteMovingObjects":
         """From the dataset key ``paste_moving`` (a mapping of :attr:`KEYS`; missing keys take the defaults)."""
-        if not isinstance(config, dict):
-            raise ValueError(f"paste_moving must be a mapping of {list(cls.KEYS)} (or null = off), got {config!r}")
-        unknown = set(config) - set(cls.KEYS)
-        if unknown:
-            raise ValueError(f"unknown paste_moving keys: {sorted(unknown)}; allowed: {list(cls.KEYS)}")
-        return cls(frame_offsets, **config)
+        return cls(frame_offsets, **augmentation_options("paste_moving", config, cls.KEYS))
 
     def draw(self, rng: np.random.Generator, image: np.ndarray, image_raw: np.ndarray) -> list[MovingObject]:
         """1..max_objects objects for a target frame: ``image`` / ``image_raw`` (3, H, W) float32, the target's

@@ -40,6 +40,8 @@ import cv2
 import numpy as np
 import torch
 
+from .transforms import augmentation_options
+
 __all__ = ["StaticPairs", "rotation_homography", "static_pair_rng"]
 
 STATIC_STREAM = 0x73746174  # "stat": the fourth seed word of these draws, apart from the dataset's and the paste's
@@ -107,12 +109,7 @@ class StaticPairs:
     @classmethod
     def from_config(cls, config: Any, frame_offsets: Sequence[int]) -> "StaticPairs":
         """From the dataset key ``static_pairs`` (a mapping of :attr:`KEYS`; missing keys take the defaults)."""
-        if not isinstance(config, dict):
-            raise ValueError(f"static_pairs must be a mapping of {list(cls.KEYS)} (or null = off), got {config!r}")
-        unknown = set(config) - set(cls.KEYS)
-        if unknown:
-            raise ValueError(f"unknown static_pairs keys: {sorted(unknown)}; allowed: {list(cls.KEYS)}")
-        return cls(tuple(frame_offsets), **config)
+        return cls(tuple(frame_offsets), **augmentation_options("static_pairs", config, cls.KEYS))
 
     def draw_rotations(self, rng: np.random.Generator) -> list[np.ndarray]:
         """One (3, 3) ``R_src_tgt`` per source (identity for a still source)."""

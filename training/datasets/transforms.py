@@ -6,9 +6,21 @@ Geometry of the intrinsics is never computed here: callers use ``Intrinsics.scal
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Sequence
 
 import cv2
 import numpy as np
+
+
+def augmentation_options(key: str, config: Any, allowed: Sequence[str]) -> dict:
+    """The mapping of an augmentation's dataset key (``paste_moving``, ``static_pairs``), checked: a dict whose keys
+    are all in ``allowed`` (ValueError naming the key otherwise)."""
+    if not isinstance(config, dict):
+        raise ValueError(f"{key} must be a mapping of {list(allowed)} (or null = off), got {config!r}")
+    unknown = set(config) - set(allowed)
+    if unknown:
+        raise ValueError(f"unknown {key} keys: {sorted(unknown)}; allowed: {list(allowed)}")
+    return dict(config)
 
 
 def resize_image(image: np.ndarray, width: int, height: int) -> np.ndarray:
