@@ -13,7 +13,7 @@ max_depth          100.0       (> min_depth)
 height             192         training / export input size (pixels, multiples of 32, >= 64)
 width              640
 use_motion_net     True        build MotionNet (residual 3D motion + dynamic mask; mask.onnx)
-motion_encoder     "lite_motion"  MotionNet encoder: "lite_motion" (~0.3M in all) | "lite_small" (~0.8M, the
+motion_encoder     "lite_motion"  MotionNet encoder: "lite_motion" (~0.38M in all) | "lite_small" (~0.93M, the
                                encoder of a "lite_small" PoseNet: it can start from a trained pose encoder)
 use_obj_pose       False       build ObjPoseNet (seed 001 per-instance object motion, training only)
 weights_path       None        torchvision ImageNet state_dict for the depth encoder (ResNets only)
