@@ -17,7 +17,7 @@ forward(image_prev (B, 3, H, W), image_cur (B, 3, H, W)) -> (motion_field, dynam
   (``|motion_field| > threshold``, a label-free target; see ``depth_sfm_training.losses.flow3d``), so that the
   node gets the mask from the two images alone.
 
-A light encoder keeps it real-time: ``encoder="lite_motion"`` (the default; depthwise dilated stages, ~0.3M
+A light encoder keeps it real-time: ``encoder="lite_motion"`` (the default; depthwise dilated stages, ~0.38M
 parameters in total) or ``"lite_small"`` (~0.93M; the same encoder as a ``lite_small`` PoseNet, so that a trainer
 can start it from a trained pose encoder, which has learned two-frame motion features from all the training
 video: ``model.motion_encoder_init: pose`` in the training config).
